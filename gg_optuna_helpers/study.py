@@ -1,0 +1,311 @@
+"""Create or resume a study and run it to its total number of finished trials.
+
+``run_study(StudyConfig(stage="meshhead"))`` is the whole job of notebooks 01/02 and of
+``python -m gg_optuna_helpers run``. Re-running it after a disconnect finishes only what is left:
+dead trials are re-queued by the storage heartbeat and resume from their last checkpoint.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import os
+import shutil
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.storages import RetryHeartbeatStaleTrialCallback, fail_stale_trials
+from optuna.study import MaxTrialsCallback
+from optuna.trial import FrozenTrial, TrialState
+
+from .backends import STAGES, get_backend
+from .errors import ConfigError, TrialFailed
+from .presets import make_pruner, make_sampler, warmup_epochs
+from .protocol import BEST, LAST, PREVIEW, TrialSpec
+from .runner import Limits, frozen, log_tail, run_trial
+from .spaces import SPACES, SearchSpace
+from .status import load_study
+from .storage import StudyStorage, open_storage
+
+log = logging.getLogger("gg_optuna_helpers")
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+ARTIFACT_MAX_BYTES = 200 * 2**20
+
+
+@dataclass
+class StudyConfig:
+    """Every knob of one study. Unset names get sensible defaults in :meth:`resolved`."""
+
+    stage: str
+    backend: str = "mini"
+    study_name: str | None = None  # default: "<backend>_<stage>"
+    storage: str = "gg_results"  # a folder (snapshots) or a sqlite:// / postgresql:// URL
+    results_dir: str | None = None  # trial folders; default: the storage folder
+    n_trials: int = 20  # finished trials in total, across restarts
+    max_epochs: int = 20
+    pruner: str = "median"
+    sampler: str = "tpe"
+    seed: int = 42
+    timeout: float | None = None  # seconds for this call
+    trial_timeout: float | None = None
+    epoch_timeout: float | None = None
+    patience: int | None = 5  # early stopping; None: off
+    min_delta: float = 0.0
+    device: str = "auto"
+    space: SearchSpace | None = None
+    edits: dict[str, Any] = field(default_factory=dict)  # e.g. {"batch_size": [1]}
+    backend_options: dict[str, Any] = field(default_factory=dict)
+    meshhead_study: str | None = None  # gazegaussian stage: where the best MeshHead comes from
+    heartbeat_interval: int = 10
+    local_dir: str | None = None
+    show_progress_bar: bool = True
+    max_failures_in_a_row: int = 5
+
+    def resolved(self) -> StudyConfig:
+        """A checked copy with defaults filled in; bad values raise one-sentence ConfigErrors."""
+        cfg = copy.deepcopy(self)
+        if cfg.stage not in STAGES:
+            raise ConfigError(f"Unknown stage {cfg.stage!r}: choose one of {', '.join(STAGES)}.")
+        for name in ("n_trials", "max_epochs", "heartbeat_interval", "max_failures_in_a_row"):
+            value = getattr(cfg, name)
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be a whole number >= 1, but got {value!r}.")
+        for name in ("timeout", "trial_timeout", "epoch_timeout"):
+            value = getattr(cfg, name)
+            if value is not None and not value > 0:
+                raise ConfigError(f"{name} must be a positive number of seconds, but got {value!r}.")
+        if cfg.patience is not None and (not isinstance(cfg.patience, int) or cfg.patience < 1):
+            raise ConfigError(f"patience must be a whole number >= 1 or None, but got {cfg.patience!r}.")
+        make_pruner(cfg.pruner, max_epochs=cfg.max_epochs)
+        make_sampler(cfg.sampler)
+        cfg.study_name = cfg.study_name or f"{cfg.backend}_{cfg.stage}"
+        cfg.meshhead_study = cfg.meshhead_study or f"{cfg.backend}_meshhead"
+        if cfg.results_dir is None:
+            cfg.results_dir = "gg_results" if "://" in str(cfg.storage) else str(cfg.storage)
+            cfg.results_dir = cfg.results_dir.removesuffix(".db")
+        backend = get_backend(cfg.backend)
+        limits = backend.limits(cfg.stage, cfg.backend_options)
+        space = cfg.space or SPACES[cfg.stage].fitted(limits)
+        cfg.space = space.replace(**cfg.edits)
+        cfg.space.validate(limits, cfg.backend)
+        return cfg
+
+
+def run_study(config: StudyConfig) -> optuna.Study:
+    """Create or resume the study and run it until ``n_trials`` trials have finished."""
+    cfg = config.resolved()
+    storage = open_storage(cfg.storage, local_dir=cfg.local_dir,
+                           heartbeat_interval=cfg.heartbeat_interval)
+    study = _create_or_load(cfg, storage)
+    _recover_dead_trials(study, storage)
+    objective = _Objective(cfg, storage, study)
+    log.info("Study %r (%s, %s backend) in %s", cfg.study_name, cfg.stage, cfg.backend,
+             storage.describe())
+    deadline = time.monotonic() + cfg.timeout if cfg.timeout else None
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # our one line per trial replaces its
+    try:
+        while (left := cfg.n_trials - _count(study, FINISHED)) > 0:
+            if objective.failures_in_a_row >= cfg.max_failures_in_a_row:
+                log.warning("Stopping: %d trials failed in a row; see user_attrs['failure'] and "
+                            "the worker logs in %s.", objective.failures_in_a_row, cfg.results_dir)
+                break
+            remaining = deadline - time.monotonic() if deadline else None
+            if remaining is not None and remaining <= 0:
+                break
+            study.optimize(objective, n_trials=left, timeout=remaining, catch=(TrialFailed,),
+                           callbacks=[MaxTrialsCallback(cfg.n_trials, states=FINISHED),
+                                      objective.after_trial],
+                           show_progress_bar=cfg.show_progress_bar, gc_after_trial=True)
+    except KeyboardInterrupt:
+        _requeue_interrupted(study, storage)
+        log.warning("Interrupted: the running trial was stopped and re-queued; run again to "
+                    "resume it from its last checkpoint.")
+        raise
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+        storage.snapshot(force=True)
+    _log_done(study, cfg)
+    return study
+
+
+class _Objective:
+    """Runs one trial in a worker process; logs one line per finished trial."""
+
+    def __init__(self, cfg: StudyConfig, storage: StudyStorage, study: optuna.Study) -> None:
+        self.cfg, self.storage = cfg, storage
+        self.study_dir = Path(cfg.results_dir).resolve() / cfg.study_name
+        self.cache_dir = Path(cfg.results_dir).resolve() / ".cache" / cfg.backend
+        self.artifacts = optuna.artifacts.FileSystemArtifactStore(
+            str(_mkdir(Path(cfg.results_dir).resolve() / "artifacts")))
+        self.options = dict(cfg.backend_options)
+        if cfg.stage == "gazegaussian" and "meshhead_checkpoint" not in self.options:
+            ckpt = best_checkpoint(storage, cfg.meshhead_study)
+            if ckpt is not None:
+                self.options["meshhead_checkpoint"] = str(ckpt)
+                log.info("Using the best MeshHead of study %r: %s", cfg.meshhead_study, ckpt)
+        self.failures_in_a_row = 0
+        self.best = _best_value(study)
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        cfg = self.cfg
+        original = RetryHeartbeatStaleTrialCallback.retried_trial_number(frozen(trial))
+        params = cfg.space.suggest(trial)
+        trial_dir = self.study_dir / f"trial_{trial.number if original is None else original:04d}"
+        if original is None:
+            shutil.rmtree(trial_dir, ignore_errors=True)  # left by a deleted study of that name
+        trial_dir.mkdir(parents=True, exist_ok=True)
+        trial.set_user_attr("trial_dir", str(trial_dir))
+        trial.set_user_attr("max_epochs", cfg.max_epochs)
+        spec = TrialSpec(
+            backend=cfg.backend, stage=cfg.stage, params=params, max_epochs=cfg.max_epochs,
+            trial_dir=str(trial_dir), cache_dir=str(self.cache_dir), seed=cfg.seed,
+            device=cfg.device, resume=str(trial_dir / LAST) if original is not None else None,
+            patience=cfg.patience, min_delta=cfg.min_delta,
+            warmup_epochs=warmup_epochs(cfg.pruner, cfg.max_epochs), options=self.options)
+        limits = Limits(trial_timeout=cfg.trial_timeout, epoch_timeout=cfg.epoch_timeout)
+        try:
+            outcome = run_trial(trial, spec, limits=limits, on_tick=self.storage.snapshot)
+        except TrialFailed as e:
+            trial.set_user_attr("failure", e.reason)
+            trial.set_user_attr("failure_log", (e.detail + "\n" + log_tail(trial_dir)).strip())
+            raise
+        except KeyboardInterrupt:
+            trial.set_user_attr("failure", "interrupted")
+            raise
+        finally:
+            self._upload(trial, trial_dir / PREVIEW)
+        self._upload(trial, trial_dir / BEST)
+        return outcome.best_value
+
+    def _upload(self, trial: optuna.Trial, path: Path) -> None:
+        if path.exists() and path.stat().st_size <= ARTIFACT_MAX_BYTES:
+            optuna.artifacts.upload_artifact(artifact_store=self.artifacts, file_path=str(path),
+                                             study_or_trial=trial)
+
+    def after_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        self.storage.snapshot(force=True)
+        self.failures_in_a_row = self.failures_in_a_row + 1 if trial.state == TrialState.FAIL else 0
+        log.info(describe_trial(trial, self.best))
+        if trial.state == TrialState.COMPLETE and trial.value < self.best:
+            self.best = trial.value
+
+
+def describe_trial(trial: FrozenTrial, best_before: float = math.inf) -> str:
+    """One line per finished trial: its value, where it was pruned, or why it failed."""
+    attrs = trial.user_attrs
+    tag = " (baseline)" if attrs.get("baseline") else ""
+    if trial.state == TrialState.COMPLETE:
+        stop = (f", early-stopped at epoch {attrs['early_stopped_at']}"
+                if "early_stopped_at" in attrs else "")
+        mark = "  <- new best" if trial.value < best_before else ""
+        return f"Trial {trial.number}{tag}: value {trial.value:.5g}{stop}{mark}"
+    if trial.state == TrialState.PRUNED:
+        return f"Trial {trial.number}{tag}: pruned at epoch {attrs.get('pruned_at', trial.last_step)}"
+    reason = attrs.get("failure", "disconnected (re-queued)")
+    detail = attrs.get("failure_log", "").splitlines()[:1]
+    return f"Trial {trial.number}{tag}: failed: {reason}" + (f" ({detail[0]})" if detail else "")
+
+
+def _create_or_load(cfg: StudyConfig, storage: StudyStorage) -> optuna.Study:
+    seed = cfg.seed + (os.getpid() % 1000 if storage.durable is None else 0)  # workers differ
+    sampler = make_sampler(cfg.sampler, seed=seed, n_trials=cfg.n_trials)
+    pruner = make_pruner(cfg.pruner, max_epochs=cfg.max_epochs)
+    common = dict(study_name=cfg.study_name, storage=storage.rdb, sampler=sampler, pruner=pruner)
+    try:
+        study = optuna.create_study(direction="minimize", **common)
+    except optuna.exceptions.DuplicatedStudyError:
+        study = optuna.load_study(**common)
+        _check_compatible(study, cfg)
+        return study
+    for key in ("backend", "stage", "max_epochs"):
+        study.set_user_attr(key, getattr(cfg, key))
+    defaults = get_backend(cfg.backend).defaults(cfg.stage, cfg.backend_options)
+    study.enqueue_trial({k: v for k, v in defaults.items() if k in cfg.space.names},
+                        user_attrs={"baseline": True})
+    return study
+
+
+def _check_compatible(study: optuna.Study, cfg: StudyConfig) -> None:
+    if len(study.directions) != 1 or study.direction != optuna.study.StudyDirection.MINIMIZE:
+        raise ConfigError(
+            f"Study {cfg.study_name!r} already exists with direction "
+            f"{[d.name.lower() for d in study.directions]}, but these studies minimize: "
+            "choose another study name or storage.")
+    for key in ("backend", "stage"):
+        found = study.user_attrs.get(key)
+        if found is not None and found != getattr(cfg, key):
+            raise ConfigError(
+                f"Study {cfg.study_name!r} was created for {key} {found!r}, not "
+                f"{getattr(cfg, key)!r}: choose another study name.")
+
+
+def _recover_dead_trials(study: optuna.Study, storage: StudyStorage) -> None:
+    """Fail (and so re-queue) RUNNING trials whose heartbeat stopped, e.g. before a disconnect.
+
+    A trial of a worker that is still alive keeps beating and is left alone after one grace
+    period; a dead one is re-queued before this process starts anything.
+    """
+    grace = storage.rdb.grace_period or 0
+    deadline = time.monotonic() + grace + storage.rdb.heartbeat_interval
+    told = False
+    while True:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            fail_stale_trials(study)
+        running = _count(study, (TrialState.RUNNING,))
+        if not running or time.monotonic() > deadline:
+            return
+        if not told:
+            log.info("Waiting up to %d s to tell whether %d running trial(s) are still alive...",
+                     grace, running)
+            told = True
+        time.sleep(1)
+
+
+def _requeue_interrupted(study: optuna.Study, storage: StudyStorage) -> None:
+    """Queue a retry of trials stopped by Ctrl-C, so the next run resumes them."""
+    retry = storage.rdb.get_heartbeat_stale_trial_callback()
+    queued = {RetryHeartbeatStaleTrialCallback.retried_trial_number(t)
+              for t in study.get_trials(deepcopy=False)}
+    for trial in study.get_trials(states=(TrialState.FAIL,)):
+        if trial.user_attrs.get("failure") == "interrupted" and trial.number not in queued:
+            trial.user_attrs = {k: v for k, v in trial.user_attrs.items()
+                                if k not in ("failure", "failure_log")}
+            retry(study, trial)
+
+
+def best_checkpoint(storage: StudyStorage | str, study_name: str) -> Path | None:
+    """The ``best.pt`` of the best finished trial of ``study_name``, or None."""
+    try:
+        best = load_study(storage, study_name).best_trial
+    except (ConfigError, ValueError):
+        return None
+    path = Path(best.user_attrs.get("trial_dir", "")) / BEST
+    return path if path.is_file() else None
+
+
+def _best_value(study: optuna.Study) -> float:
+    values = [t.value for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
+    return min(values, default=math.inf)
+
+
+def _count(study: optuna.Study, states: tuple[TrialState, ...]) -> int:
+    return len(study.get_trials(deepcopy=False, states=states))
+
+
+def _mkdir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _log_done(study: optuna.Study, cfg: StudyConfig) -> None:
+    finished = _count(study, FINISHED)
+    best = _best_value(study)
+    log.info("Study %r: %d/%d trials finished; best value %s.", cfg.study_name, finished,
+             cfg.n_trials, f"{best:.5g}" if math.isfinite(best) else "none yet")

@@ -1,0 +1,178 @@
+"""``python -m gg_optuna_helpers.worker SPEC``: train one trial, epoch by epoch.
+
+Knows nothing of Optuna. Reads the spec, resumes from its checkpoint, and after every epoch
+validates, saves ``last.pt`` (and ``best.pt``), then appends a metrics line. Stops cleanly when
+``STOP`` appears, on SIGTERM, when the parent dies, or by early stopping. Exit codes are in
+:mod:`gg_optuna_helpers.protocol`.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import math
+import os
+import signal
+import sys
+import threading
+import time
+import _thread
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from .backends import TrainerContext, get_backend
+from .protocol import (BEST, EXIT_DIVERGED, EXIT_OK, EXIT_OOM, LAST, PREVIEW, STOP, TrialSpec,
+                       append_event)
+
+EXIT_DISK_FULL = 5
+CHECKPOINT_FORMAT = 1
+
+
+@dataclass
+class Progress:
+    """What survives a restart besides the trainer: best value, early-stopping count, history."""
+
+    next_epoch: int = 1
+    best_value: float = math.inf
+    best_epoch: int = 0
+    since_improvement: int = 0
+    history: list[dict] = field(default_factory=list)
+
+    def update(self, epoch: int, value: float, min_delta: float) -> bool:
+        """Record one epoch's value; True when it is a new best."""
+        self.next_epoch = epoch + 1
+        improved = value < self.best_value - min_delta or self.best_epoch == 0
+        if value < self.best_value:
+            self.best_value, self.best_epoch = value, epoch
+        self.since_improvement = 0 if improved else self.since_improvement + 1
+        return self.best_epoch == epoch
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        print("usage: python -m gg_optuna_helpers.worker SPEC_JSON", file=sys.stderr)
+        return 2
+    spec = TrialSpec.read(argv[0])
+    _watch(Path(spec.trial_dir), int(os.environ.get("GG_OPTUNA_PARENT_PID", "0")))
+    if os.environ.get("GG_OPTUNA_THREADS"):
+        torch.set_num_threads(int(os.environ["GG_OPTUNA_THREADS"]))
+    try:
+        return _train(spec)
+    except KeyboardInterrupt:
+        append_event(spec.trial_dir, event="end", reason="stopped")
+        return EXIT_OK
+
+
+def _train(spec: TrialSpec) -> int:
+    trial_dir = Path(spec.trial_dir)
+    device = _device(spec.device)
+    torch.manual_seed(spec.seed)
+    ctx = TrainerContext(stage=spec.stage, params=spec.params, max_epochs=spec.max_epochs,
+                         seed=spec.seed, device=device, trial_dir=trial_dir,
+                         cache_dir=Path(spec.cache_dir), options=spec.options)
+    try:
+        trainer = get_backend(spec.backend).make_trainer(ctx)
+        progress = _resume(trainer, spec)
+        append_event(trial_dir, event="start", start_epoch=progress.next_epoch,
+                     resumed=bool(progress.history))
+        for record in progress.history:  # re-report what the checkpoint already knew
+            append_event(trial_dir, **record, replayed=True)
+        reason = _epochs(trainer, spec, progress)
+    except Exception as e:  # noqa: BLE001 - classify, then let anything else crash
+        if _is_oom(e):
+            print(f"out of memory: {e}", file=sys.stderr)
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            append_event(trial_dir, event="end", reason="oom", message=str(e)[:300])
+            return EXIT_OOM
+        if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+            print(f"disk full: {e}", file=sys.stderr)
+            return EXIT_DISK_FULL
+        raise
+    if reason == "diverged":
+        append_event(trial_dir, event="end", reason="diverged")
+        return EXIT_DIVERGED
+    append_event(trial_dir, event="end", reason=reason, best_value=progress.best_value,
+                 best_epoch=progress.best_epoch, last_epoch=progress.next_epoch - 1)
+    return EXIT_OK
+
+
+def _epochs(trainer, spec: TrialSpec, progress: Progress) -> str:
+    """Train the remaining epochs; return the end reason."""
+    trial_dir = Path(spec.trial_dir)
+    for epoch in range(progress.next_epoch, spec.max_epochs + 1):
+        start = time.perf_counter()
+        train = trainer.train_epoch(epoch)
+        parts = dict(trainer.validate())
+        value = parts.pop("value")
+        if not all(map(math.isfinite, [train.get("loss", 0.0), value])):
+            return "diverged"
+        record = {"event": "epoch", "epoch": epoch, "value": value, "parts": parts,
+                  "train": train, "seconds": time.perf_counter() - start}
+        is_best = progress.update(epoch, value, spec.min_delta)
+        progress.history.append(record)
+        _save(trainer, spec, progress, trial_dir / LAST)
+        if is_best:
+            _save(trainer, spec, progress, trial_dir / BEST)
+            trainer.preview(trial_dir / PREVIEW)
+        append_event(trial_dir, **record)
+        if (spec.patience and epoch > spec.warmup_epochs
+                and progress.since_improvement >= spec.patience):
+            return "early_stop"
+    return "done"
+
+
+def _resume(trainer, spec: TrialSpec) -> Progress:
+    if not spec.resume or not Path(spec.resume).exists():
+        return Progress()
+    ckpt = torch.load(spec.resume, map_location="cpu", weights_only=False)
+    trainer.load_state_dict(ckpt["trainer"])
+    return Progress(**ckpt["progress"])
+
+
+def _save(trainer, spec: TrialSpec, progress: Progress, path: Path) -> None:
+    """Atomic checkpoint: write a temporary file, then rename."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save({"format": CHECKPOINT_FORMAT, "backend": spec.backend, "stage": spec.stage,
+                "params": spec.params, "epoch": progress.next_epoch - 1,
+                "best_value": progress.best_value, "progress": progress.__dict__,
+                "trainer": trainer.state_dict()}, tmp)
+    os.replace(tmp, path)
+
+
+def _device(name: str) -> str:
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return name
+
+
+def _is_oom(e: BaseException) -> bool:
+    if isinstance(e, (torch.cuda.OutOfMemoryError, MemoryError)):
+        return True
+    text = str(e).lower()
+    return isinstance(e, RuntimeError) and ("out of memory" in text or "can't allocate" in text)
+
+
+def _watch(trial_dir: Path, parent_pid: int) -> None:
+    """Stop cleanly on STOP or SIGTERM; die with the parent (no orphan keeps the GPU)."""
+    signal.signal(signal.SIGTERM, lambda *_: _thread.interrupt_main())
+    if sys.platform.startswith("linux"):  # the kernel kills us when the parent dies
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+    def poll() -> None:
+        while True:
+            if parent_pid and os.getppid() != parent_pid:
+                os._exit(EXIT_OK)
+            if (trial_dir / STOP).exists():
+                _thread.interrupt_main()
+                return
+            time.sleep(0.25)
+
+    threading.Thread(target=poll, daemon=True, name="stop-watch").start()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
