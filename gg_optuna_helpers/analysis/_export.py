@@ -1,0 +1,133 @@
+"""The best configuration as YAML and as options for the real GazeGaussian training scripts.
+
+Upstream ``ucwxb/GazeGaussian`` (and the DiT fork ``kram254/GazeGaussian``) build an argparse
+parser from ``configs/*_options.py::BaseOptions``: every attribute is a ``--flag``, a list takes
+several values (``nargs="+"``) and a bool flag FLIPS its default. So the export is a
+``python train_*.py --flag value ...`` line, plus the same settings as Python for in-process use.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+from pathlib import Path
+from typing import Any
+
+import optuna
+import yaml
+
+from ..errors import ConfigError
+from ._summary import _best
+
+SCRIPTS = {"meshhead": "train_meshhead.py", "gazegaussian": "train_gazegaussian.py"}
+OPTIONS_MODULE = {"meshhead": "configs.meshhead_options",
+                  "gazegaussian": "configs.gazegaussian_options"}
+
+# MeshHead MLP option defaults (configs/meshhead_options.py): only HIDDEN widths are free, the
+# first and last sizes are fixed by the embeddings and the 32-channel rasterizer.
+MESHHEAD_MLPS = {
+    "shape_mlp_hidden": {"shape_color_mlp": [272, 256, 256, 32],
+                         "shape_deform_mlp": [171, 256, 256, 256, 256, 256, 3]},
+    "pose_mlp_hidden": {"pose_color_mlp": [182, 128, 32], "pose_deform_mlp": [81, 256, 256, 3]},
+    "eye_mlp_hidden": {"eye_color_mlp": [146, 128, 32], "eye_deform_mlp_rotate": [45, 128, 128, 4]},
+}
+RENAMED = {"meshhead": {"lr": "lr_net"}, "gazegaussian": {}}
+
+# Bool options of the DiT fork (their flag flips the default): use_vae defaults to True there
+# and must be False for the searched renderer.
+BOOL_DEFAULTS = {"use_vae": True, "use_orthogonality_loss": True}
+GAZEGAUSSIAN_FIXED = {"use_vae": False}
+
+
+def repo_options(stage: str, params: dict[str, Any], *,
+                 backend: str | None = None) -> tuple[dict[str, Any], list[str]]:
+    """The real repo's option values for searched ``params``, and notes on what differs."""
+    if stage not in SCRIPTS:
+        raise ConfigError(f"Unknown stage {stage!r}: choose one of {', '.join(SCRIPTS)}.")
+    options: dict[str, Any] = {}
+    notes = []
+    if backend == "mini":
+        notes.append("Found on the embedded mini backend (synthetic data): a starting point "
+                     "for the real run, not a measured optimum of it.")
+    for name, value in params.items():
+        if stage == "meshhead" and name in MESHHEAD_MLPS:
+            for option, default in MESHHEAD_MLPS[name].items():
+                options[option] = [default[0], *[value] * (len(default) - 2), default[-1]]
+        elif stage == "meshhead" and name == "batch_size" and value != 1:
+            notes.append(f"batch_size={value} won on the mini backend, but the real MeshHead "
+                         "only runs batch_size 1 (its eye rotation breaks with more), so it is "
+                         "left at 1.")
+        else:
+            options[RENAMED[stage].get(name, name)] = value
+    if stage == "meshhead" and MESHHEAD_MLPS.keys() & params.keys():
+        notes.append("Stage 2 must use the same MLP widths: pass the *_mlp flags above to "
+                     "train_gazegaussian.py too, and make trainer/gazegaussian_trainer.py set "
+                     "them on the MeshHeadOptions() it builds (it uses the defaults).")
+    elif stage == "gazegaussian":
+        options.update(GAZEGAUSSIAN_FIXED)
+        notes.append("dit_* and orthogonality_* options exist only in the DiT fork "
+                     "kram254/GazeGaussian; upstream ucwxb/GazeGaussian rejects them.")
+        if "orthogonality_loss_importance" in params:
+            notes.append("The fork's orthogonality loss crashed as read (a 2-d x 3-d shape "
+                         "mismatch): fix it first, or add --use_orthogonality_loss to turn it off.")
+        notes.append("Pass --load_meshhead_checkpoint <stage-1 checkpoint> as well.")
+    return options, notes
+
+
+def command_line(script: str, options: dict[str, Any]) -> str:
+    """``python <script> --flag value ...``; a bool is passed only to flip its repo default."""
+    words = ["python", script]
+    for name, value in options.items():
+        if isinstance(value, bool):
+            if value != BOOL_DEFAULTS.get(name, False):
+                words.append(f"--{name}")
+        elif isinstance(value, list):
+            words += [f"--{name}", *map(_literal, value)]
+        else:
+            words += [f"--{name}", _literal(value)]
+    return shlex.join(words)
+
+
+def python_snippet(stage: str, options: dict[str, Any]) -> str:
+    """The same settings for in-process use: ``opt = BaseOptions()`` then attributes."""
+    lines = [f"from {OPTIONS_MODULE[stage]} import BaseOptions", "opt = BaseOptions()"]
+    lines += [f"opt.{name} = {value!r}" for name, value in options.items()]
+    return "\n".join(lines)
+
+
+def export_best_config(study: optuna.Study, out_dir: str | os.PathLike, *,
+                       repo_script: str | None = None) -> dict[str, str]:
+    """Write ``best_config.yaml`` and ``best_command.txt`` for the best trial; returns the paths.
+
+    ``repo_script``: the training script to name in the command (default ``train_<stage>.py``,
+    run from the GazeGaussian checkout's root).
+    """
+    best = _best(study)
+    if best is None:
+        raise ConfigError(f"Study {study.study_name!r} has no completed trial yet: run more "
+                          "trials (or wait for one to finish) before exporting a configuration.")
+    stage = study.user_attrs.get("stage")
+    if stage not in SCRIPTS:
+        raise ConfigError(f"Study {study.study_name!r} has no known stage user attr ({stage!r}): "
+                          "set study.set_user_attr('stage', 'meshhead' or 'gazegaussian').")
+    backend = study.user_attrs.get("backend")
+    options, notes = repo_options(stage, best.params, backend=backend)
+    command = command_line(repo_script or SCRIPTS[stage], options)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    config = {"study": study.study_name, "stage": stage, "backend": backend,
+              "trial": best.number, "value": best.value, "params": best.params,
+              "repo_options": options, "command": command, "notes": notes}
+    yaml_path, cmd_path = out / "best_config.yaml", out / "best_command.txt"
+    yaml_path.write_text(yaml.safe_dump(config, sort_keys=False))
+    comment = "\n".join(f"# {line}" for line in [
+        f"Best trial {best.number} of study {study.study_name} (value {best.value:.6g}).",
+        "Run from the root of a GazeGaussian checkout.", *notes,
+        "The same in Python:", *python_snippet(stage, options).splitlines()])
+    cmd_path.write_text(f"{command}\n{comment}\n")
+    return {"yaml": str(yaml_path), "command": str(cmd_path)}
+
+
+def _literal(value: Any) -> str:
+    """A value as argparse's ``type(default)`` will read it back exactly."""
+    return repr(value) if isinstance(value, float) else str(value)
