@@ -11,7 +11,7 @@ import logging as _logging
 from .errors import ConfigError, GGOptunaError, TrialFailed
 from .presets import make_pruner, make_sampler
 from .spaces import GAZEGAUSSIAN, MESHHEAD, Param, SearchSpace
-from .status import load_study, study_status
+from .status import format_status, load_study, study_status
 from .storage import StudyStorage, open_storage
 from .study import StudyConfig, best_checkpoint, run_study
 
@@ -26,6 +26,7 @@ __all__ = [
     "StudyStorage",
     "TrialFailed",
     "best_checkpoint",
+    "format_status",
     "load_study",
     "make_pruner",
     "make_sampler",

@@ -11,6 +11,8 @@ import logging
 import sys
 from pathlib import Path
 
+import optuna
+
 from .errors import ConfigError
 from .presets import PRUNERS, SAMPLERS
 from .spaces import parse_edit
@@ -159,12 +161,20 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .analysis import write_report
+    from .status import load_study
 
-    out = args.out or str(Path(args.storage.split("://")[-1]).with_suffix("") /
-                          f"report_{args.study_name}")
-    print(f"Report written to {write_report(args.storage, args.study_name, out)}")
+    study = load_study(args.storage, args.study_name)  # a clear error for a wrong name
+    folder = "gg_results" if "://" in args.storage else args.storage.removesuffix(".db")
+    _report(study._storage, args.study_name, args.out or Path(folder) / f"report_{args.study_name}")
     return 0
+
+
+def _report(storage, study_name: str, out) -> None:
+    from .analysis import format_summary, summarize, write_report
+
+    path = write_report(storage, study_name, out)
+    print(format_summary(summarize(optuna.load_study(study_name=study_name, storage=storage))))
+    print(f"Report written to {path.parent}")
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
@@ -187,14 +197,14 @@ def cmd_check_repo(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .analysis import write_report
     from .study import StudyConfig, run_study
 
     for stage in ("meshhead", "gazegaussian"):
-        run_study(StudyConfig(stage=stage, storage=args.results_dir, n_trials=args.n_trials,
-                              max_epochs=args.max_epochs, show_progress_bar=not args.quiet))
-        out = Path(args.results_dir) / f"report_mini_{stage}"
-        print(f"Report written to {write_report(args.results_dir, f'mini_{stage}', out)}")
+        study = run_study(StudyConfig(stage=stage, storage=args.results_dir,
+                                      n_trials=args.n_trials, max_epochs=args.max_epochs,
+                                      show_progress_bar=not args.quiet))
+        _report(study._storage, study.study_name,
+                Path(args.results_dir) / f"report_{study.study_name}")
     return 0
 
 

@@ -97,6 +97,8 @@ class _Relay:
         """Process one event; True when it is a newly trained epoch."""
         if event["event"] == "end":
             self.end = event
+        if event["event"] == "start":
+            self.trial.set_user_attr("start_epoch", event["start_epoch"])
         if event["event"] != "epoch":
             return False
         epoch = event["epoch"]

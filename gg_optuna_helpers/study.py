@@ -8,6 +8,7 @@ dead trials are re-queued by the storage heartbeat and resume from their last ch
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import math
 import os
@@ -167,7 +168,8 @@ class _Objective:
             trial_dir=str(trial_dir), cache_dir=str(self.cache_dir), seed=cfg.seed,
             device=cfg.device, resume=str(trial_dir / LAST) if original is not None else None,
             patience=cfg.patience, min_delta=cfg.min_delta,
-            warmup_epochs=warmup_epochs(cfg.pruner, cfg.max_epochs), options=self.options)
+            warmup_epochs=warmup_epochs(cfg.pruner, cfg.max_epochs),
+            options=self._options_for(trial.number))
         limits = Limits(trial_timeout=cfg.trial_timeout, epoch_timeout=cfg.epoch_timeout)
         try:
             outcome = run_trial(trial, spec, limits=limits, on_tick=self.storage.snapshot)
@@ -182,6 +184,16 @@ class _Objective:
             self._upload(trial, trial_dir / PREVIEW)
         self._upload(trial, trial_dir / BEST)
         return outcome.best_value
+
+    def _options_for(self, number: int) -> dict[str, Any]:
+        """Backend options; the test hook ``faults`` ({trial number: fault}) picks one trial."""
+        options = dict(self.options)
+        faults = options.pop("faults", None)
+        if isinstance(faults, str):
+            faults = json.loads(faults)
+        if faults and str(number) in {str(k) for k in faults}:
+            options["fault"] = {str(k): v for k, v in faults.items()}[str(number)]
+        return options
 
     def _upload(self, trial: optuna.Trial, path: Path) -> None:
         if path.exists() and path.stat().st_size <= ARTIFACT_MAX_BYTES:
