@@ -111,6 +111,9 @@ def _rdb(url: str, interval: int, grace: int | None, max_retry: int) -> RDBStora
                     max_retry=max_retry, inherit_intermediate_values=True
                 ),
             )
+    except ImportError as e:
+        raise ConfigError(f"The database driver for {_redact(url)} is missing ({_first_line(e)}): "
+                          "pip install 'psycopg[binary]' for PostgreSQL.") from None
     except Exception as e:  # sqlalchemy / driver errors: map to one sentence
         raise ConfigError(
             f"Could not open the study database {_redact(url)} ({_first_line(e)}): "

@@ -43,3 +43,45 @@ def cli(*args: str, cwd: Path | None = None, timeout: float = 300, env: dict | N
     full_env = dict(os.environ, PYTHONPATH=str(ROOT), **(env or {}))
     return subprocess.run(["python", "-m", "gg_optuna_helpers", *args], cwd=cwd or ROOT,
                           capture_output=True, text=True, timeout=timeout, env=full_env)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A real PostgreSQL server on 127.0.0.1 for this test session ($GG_TEST_POSTGRES_URL wins)."""
+    if os.environ.get("GG_TEST_POSTGRES_URL"):
+        yield os.environ["GG_TEST_POSTGRES_URL"]
+        return
+    import glob
+    import shutil
+    import tempfile
+
+    bins = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
+    if not bins:
+        pytest.skip("PostgreSQL is not installed: `make setup` installs it")
+    bindir = bins[-1]
+    data = Path(tempfile.mkdtemp(prefix="gg_pg_"))
+    data.chmod(0o755)
+    shutil.chown(data, "postgres", "postgres")
+    as_pg = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    port = _free_port()
+    subprocess.run([*as_pg, f"{bindir}/initdb", "-D", str(data / "db"), "-A", "trust",
+                    "-U", "postgres"], check=True, capture_output=True)
+    subprocess.run([*as_pg, f"{bindir}/pg_ctl", "-D", str(data / "db"), "-l", str(data / "log"),
+                    "-w", "-o", f"-p {port} -k {data} -c listen_addresses=127.0.0.1 "
+                    "-c max_connections=200", "start"], check=True, capture_output=True)
+    try:
+        subprocess.run([*as_pg, f"{bindir}/psql", "-h", "127.0.0.1", "-p", str(port), "-U",
+                        "postgres", "-c", "create database gg"], check=True, capture_output=True)
+        yield f"postgresql://postgres@127.0.0.1:{port}/gg"
+    finally:
+        subprocess.run([*as_pg, f"{bindir}/pg_ctl", "-D", str(data / "db"), "-m", "immediate",
+                        "stop"], capture_output=True)
+        shutil.rmtree(data, ignore_errors=True)
