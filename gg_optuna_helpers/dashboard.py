@@ -168,7 +168,7 @@ def _start(storage: Any, artifact_dir: str | os.PathLike | None, port: int) -> D
     except OSError as e:
         if e.errno == errno.EADDRINUSE:
             raise ConfigError(f"Port {port} on {HOST} is already in use (another dashboard?): "
-                              f"stop that one (dashboard.stop()) or pass another port, e.g. "
+                              f"stop that one (dashboard.stop()) or pass another port, such as "
                               f"port={port + 1}.") from None
         raise
     thread = threading.Thread(target=httpd.serve_forever, name=f"optuna-dashboard:{port}",

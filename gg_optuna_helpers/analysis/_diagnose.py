@@ -41,7 +41,7 @@ def diagnose(study: optuna.Study) -> list[Finding]:
     if failed["oom"]:
         findings.append(Finding("oom", (
             f"{len(failed['oom'])} trial(s) ran out of GPU memory{_shared_floor(failed['oom'], trials)}"
-            ": narrow batch_size or the model size (e.g. dit_depth, MLP widths) in the space.")))
+            ": narrow batch_size or the model size (dit_depth, MLP widths) in the space.")))
     if len(complete) >= MIN_COMPLETE:
         findings += _edges(_best(study))
         findings += _no_gain(study, trials, len(complete))
@@ -67,7 +67,7 @@ def _edges(best: FrozenTrial) -> list[Finding]:
         findings.append(Finding("edge_of_range", (
             f"The best {name}={best.params[name]:.4g} sits at the {side} edge of its range "
             f"{dist.low:g}..{dist.high:g}{' (log)' if dist.log else ''}, so better values may lie "
-            f"beyond it: widen it, e.g. space.replace({name}=({low:g}, {high:g})).")))
+            f"beyond it: widen it, for example space.replace({name}=({low:g}, {high:g})).")))
     return findings
 
 
@@ -103,7 +103,7 @@ def _diverged(bad: list[FrozenTrial]) -> Finding:
     if lrs:
         dist = next(t.distributions["lr"] for t in bad if "lr" in t.params)
         low = dist.low
-        example = (f" (the smallest that diverged was lr={min(lrs):.3g}), e.g. "
+        example = (f" (the smallest that diverged was lr={min(lrs):.3g}), for example "
                    f"space.replace(lr=({low:g}, {max(low * 2, min(lrs) / 2):.2g}))")
     return Finding("diverged", (
         f"{len(bad)} trial(s) diverged (NaN or exploding loss): lower the learning-rate "

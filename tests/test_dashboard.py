@@ -1,0 +1,220 @@
+"""The dashboard served by the package, loaded for real (urllib, headless Chromium, a terminal)."""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import types
+import urllib.request
+from pathlib import Path
+
+import optuna
+import pytest
+from pyngrok import conf, ngrok
+
+from gg_optuna_helpers.dashboard import DEFAULT_PORT, ngrok_options, serve_dashboard
+from gg_optuna_helpers.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = "/usr/bin/chromium"
+STUDY = "gg-dashboard-study-7f3a"
+TOKEN = "2fakeNgrokTokenThatMustNeverBeShown_xyz"
+needs_chromium = pytest.mark.skipif(
+    not os.access(CHROMIUM, os.X_OK),
+    reason="needs Debian chromium at /usr/bin/chromium (apt-get install chromium)")
+
+
+@pytest.fixture
+def storage(tmp_path) -> str:
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    study = optuna.create_study(study_name=STUDY, storage=url)
+    study.optimize(lambda t: (t.suggest_float("x", -1, 1) - 0.3) ** 2, n_trials=3)
+    return url
+
+
+@pytest.fixture
+def port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(autouse=True)
+def _no_token(monkeypatch):
+    monkeypatch.delenv("NGROK_AUTHTOKEN", raising=False)
+
+
+@contextlib.contextmanager
+def deadline(seconds: int):
+    """Fail the test instead of hanging if a network call blocks."""
+    def fail(*_):
+        raise TimeoutError(f"took longer than {seconds} s")
+    old = signal.signal(signal.SIGALRM, fail)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+         "--no-first-run", "--disable-background-networking", "--disable-component-update",
+         "--disable-sync", f"--user-data-dir={tmp_path / 'chrome-profile'}",
+         "--window-size=1280,800", "--virtual-time-budget=8000", *args],
+        capture_output=True, text=True, timeout=120)
+
+
+def test_default_port_is_not_colabs_busy_8080():
+    assert DEFAULT_PORT == 8081
+    assert inspect.signature(serve_dashboard).parameters["port"].default == 8081
+
+
+def test_api_lists_the_study(storage, port):
+    with serve_dashboard(storage, port=port, tunnel="none") as dash:
+        assert dash.local_url == f"http://127.0.0.1:{port}/"
+        with urllib.request.urlopen(dash.local_url + "api/studies", timeout=10) as response:
+            studies = json.load(response)["study_summaries"]
+        assert [s["study_name"] for s in studies] == [STUDY]
+
+
+@needs_chromium
+def test_headless_chromium_renders_the_study(storage, port, tmp_path):
+    with serve_dashboard(storage, port=port, tunnel="none",
+                         artifact_dir=tmp_path / "artifacts") as dash:
+        page = chromium(tmp_path, "--dump-dom", dash.local_url)
+        assert page.returncode == 0, page.stderr[-2000:]
+        assert STUDY in page.stdout  # the JS app fetched /api/studies and drew the study card
+        shot = tmp_path / "dashboard.png"
+        chromium(tmp_path, f"--screenshot={shot}", dash.local_url)
+        assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 5_000
+
+
+def test_listens_on_loopback_only(storage, port):
+    with serve_dashboard(storage, port=port, tunnel="none"):
+        with socket.create_connection(("127.0.0.1", port), timeout=5):
+            pass
+        with pytest.raises(ConnectionRefusedError):  # another local address: nobody listens
+            socket.create_connection(("127.0.0.2", port), timeout=5)
+
+
+def test_port_in_use_is_one_clear_sentence(storage, port):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", port))
+        busy.listen()
+        with pytest.raises(ConfigError) as caught:
+            serve_dashboard(storage, port=port, tunnel="none")
+    message = str(caught.value)
+    assert message.startswith(f"Port {port} on 127.0.0.1 is already in use")
+    assert f"port={port + 1}" in message and message.count(". ") == 0
+
+
+def test_stop_frees_the_port_and_is_idempotent(storage, port):
+    first = serve_dashboard(storage, port=port, tunnel="none")
+    first.stop()
+    first.stop()
+    assert not first.running
+    with serve_dashboard(storage, port=port, tunnel="none") as second:
+        assert second.running
+
+
+def test_bad_tunnel_choices(storage, port):
+    with pytest.raises(ConfigError, match="tunnel must be one of"):
+        serve_dashboard(storage, port=port, tunnel="public")
+    with pytest.raises(ConfigError, match="only inside Google Colab"):
+        serve_dashboard(storage, port=port, tunnel="colab")
+
+
+def test_no_token_gives_one_line_and_a_local_dashboard(storage, port, capsys):
+    with serve_dashboard(storage, port=port, tunnel="ngrok") as dash:
+        assert dash.public_url is None and dash.running
+    out = capsys.readouterr().out
+    assert "No public link: no ngrok authtoken found (set NGROK_AUTHTOKEN" in out
+
+
+def test_ngrok_options_always_carry_basic_auth():
+    v3 = ngrok_options(8081, "optuna", "s3cret-password")
+    [rule] = v3["traffic_policy"]["on_http_request"]
+    assert rule["actions"] == [{"type": "basic-auth",
+                                "config": {"credentials": ["optuna:s3cret-password"]}}]
+    assert (v3["addr"], v3["proto"]) == ("8081", "http")
+    v2 = ngrok_options(8081, "optuna", "s3cret-password", config_version="2")
+    assert v2["basic_auth"] == ["optuna:s3cret-password"]
+    with pytest.raises(ConfigError, match="at least 8 characters"):
+        ngrok_options(8081, "optuna", "short")
+
+
+def test_contract_ngrok_connect_gets_generated_basic_auth_and_token_stays_secret(
+        storage, port, monkeypatch, capsys, caplog):
+    """Contract test: ngrok's service is unreachable here, so ``connect`` alone is replaced."""
+    calls = []
+
+    def connect(**options):
+        calls.append(options)
+        logging.getLogger("pyngrok.ngrok").debug("Creating tunnel with options: %s", options)
+        return types.SimpleNamespace(public_url="https://gg-test.ngrok.app")
+
+    monkeypatch.setattr(ngrok, "connect", connect)
+    monkeypatch.setattr(conf.get_default(), "auth_token", None)
+    monkeypatch.setenv("NGROK_AUTHTOKEN", TOKEN)
+    caplog.set_level(logging.DEBUG)
+    with serve_dashboard(storage, port=port, tunnel="auto") as dash:
+        assert conf.get_default().auth_token == TOKEN  # set on the config, not read at import
+        assert dash.public_url == "https://gg-test.ngrok.app"
+        assert len(dash.password) >= 16 and dash.username
+        [options] = calls
+        [rule] = options["traffic_policy"]["on_http_request"]
+        assert rule["actions"][0]["config"]["credentials"] == [f"{dash.username}:{dash.password}"]
+        assert dash.password not in repr(dash)
+    captured = capsys.readouterr()
+    assert TOKEN not in captured.out + captured.err + caplog.text
+    assert dash.password not in caplog.text  # pyngrok's debug log of the options is muted
+    assert captured.out.count(dash.password) == 1  # shown once
+
+
+def test_offline_ngrok_is_one_clear_line_and_the_dashboard_stays_local(
+        storage, port, tmp_path, monkeypatch, capsys, caplog):
+    """For real: pyngrok tries to download its agent into a temporary folder and fails."""
+    monkeypatch.setattr(conf.get_default(), "ngrok_path", str(tmp_path / "bin" / "ngrok"))
+    monkeypatch.setattr(conf.get_default(), "auth_token", None)
+    monkeypatch.setenv("NGROK_AUTHTOKEN", TOKEN)
+    with deadline(90), serve_dashboard(storage, port=port, tunnel="ngrok") as dash:
+        assert dash.public_url is None and dash.password is None
+        assert dash.note.startswith("No ngrok tunnel:")
+        assert dash.note.endswith(f"the dashboard is only at {dash.local_url}.")
+        with urllib.request.urlopen(dash.local_url + "api/studies", timeout=10) as response:
+            assert response.status == 200
+    captured = capsys.readouterr()
+    assert dash.note in captured.out
+    assert TOKEN not in captured.out + captured.err + caplog.text
+
+
+def test_terminal_helper_runs_until_ctrl_c(storage, port):
+    code = ("from gg_optuna_helpers.dashboard import run_dashboard_forever; "
+            f"run_dashboard_forever({storage!r}, port={port}, tunnel='none')")
+    child = subprocess.Popen([sys.executable, "-u", "-c", code], stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True, cwd=ROOT,
+                             env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    try:
+        lines = []
+        while "Ctrl-C" not in "".join(lines):
+            line = child.stdout.readline()
+            assert line, "".join(lines)
+            lines.append(line)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=10):
+            pass
+        child.send_signal(signal.SIGINT)
+        assert child.wait(timeout=20) == 0
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
