@@ -1,0 +1,220 @@
+"""``check_repo``: is a GazeGaussian checkout ready for a study, and how long would one take?
+
+Checks the checkout, its options, the files it loads at run time, the data, the GPU; then, when
+nothing is missing, times a few real iterations of both stages in a child process (the same
+code path trials use) and estimates hours per trial and per study.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ...errors import ConfigError
+from .checkout import inspect, missing_files
+from .data import data_files, split_keys
+from .options import FEATMAP_CHANNELS, orthogonality_works, supported
+
+ASSETS = {  # loaded at run time from the repo root; shipped in the repo's config_models.zip
+    "configs/config_models/tets_data.npz": "MeshHead's tetrahedral grid",
+    "configs/config_models/epoch_60_512_ckpt.pth.tar": "the gaze estimator's weights",
+}
+SET_BY_ADAPTER = {"meshhead": ("lr_lmk", "img_dir", "dataset_name", "num_workers", "num_epochs"),
+                  "gazegaussian": ("img_dir", "dataset_name", "num_workers", "num_epochs",
+                                   "featmap_size", "featmap_nc", "load_meshhead_checkpoint")}
+PROBE_MARKER = "GG_PROBE_RESULT "
+
+
+@dataclass(frozen=True)
+class Finding:
+    status: str  # ok, warn or problem
+    topic: str
+    text: str
+
+    def line(self) -> str:
+        return f"{self.status.upper():7s} {self.topic}: {self.text}"
+
+
+@dataclass
+class RepoReport:
+    """What :func:`check_repo` found: one :class:`Finding` per check, and the estimates."""
+
+    repo: Path
+    findings: list[Finding] = field(default_factory=list)
+    variant: str | None = None
+    seconds: dict[str, dict[str, float]] = field(default_factory=dict)
+    hours_per_trial: dict[str, float] = field(default_factory=dict)
+    hours_per_study: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing stands in the way of a study (warnings allowed)."""
+        return not any(f.status == "problem" for f in self.findings)
+
+    def lines(self) -> list[str]:
+        return [f.line() for f in self.findings]
+
+    def add(self, status: str, topic: str, text: str) -> None:
+        self.findings.append(Finding(status, topic, text))
+
+
+def check_repo(repo: str | os.PathLike, data: str | os.PathLike | None = None, *,
+               time_iters: int = 3, val_data: str | os.PathLike | None = None,
+               val_split: str = "subjects", dataset: str | None = None,
+               iters_per_epoch: int = 1000, val_samples: int = 30, epochs: int = 10,
+               trials: int = 20, timeout: float = 1800.0) -> RepoReport:
+    """Check the checkout at ``repo`` (and its data) for the gazegaussian backend.
+
+    ``time_iters`` iterations of each stage are timed when everything is in place (0: skip).
+    ``iters_per_epoch``, ``val_samples``, ``epochs`` and ``trials`` size the estimate, an
+    upper bound: pruned trials stop early.
+    """
+    root = Path(repo).expanduser().resolve()
+    report = RepoReport(root)
+    if not root.is_dir():
+        report.add("problem", "checkout", f"{root} does not exist: clone ucwxb/GazeGaussian or "
+                   "kram254/GazeGaussian there, or fix the path.")
+        return report
+    missing = missing_files(root)
+    for name in missing:
+        report.add("problem", "checkout", f"{name} is missing, so {root} is not a complete "
+                   "GazeGaussian checkout.")
+    if missing:
+        return report
+    try:
+        checkout = inspect(root)
+    except ConfigError as e:
+        report.add("problem", "options", str(e))
+        return report
+    report.variant = checkout.variant
+    _check_options(report, checkout)
+    _check_assets(report, root)
+    dataset = dataset or checkout.meshhead["dataset_name"]
+    folder = Path(data or root / checkout.meshhead["img_dir"]).expanduser().resolve()
+    held_out = Path(val_data or f"{folder}_test").expanduser().resolve()
+    _check_data(report, root, dataset, {"train": folder,
+                                        **({"val": held_out} if val_split == "subjects" else {})})
+    _check_gpu(report)
+    if report.ok and time_iters > 0:
+        options = {"repo": str(root), "data": str(folder), "val_data": str(held_out),
+                   "val_split": val_split, "dataset": dataset, "val_samples": 2}
+        _time(report, options, time_iters, timeout)
+        _estimate(report, iters_per_epoch, val_samples, epochs, trials)
+    return report
+
+
+def _check_options(report: RepoReport, checkout: Any) -> None:
+    if checkout.variant == "fork":
+        report.add("ok", "checkout", f"DiT fork at {checkout.root} (DiT renderer: "
+                   f"{'yes' if checkout.has_dit else 'no'}, orthogonality loss: "
+                   f"{'yes' if checkout.has_orthogonality else 'no'}).")
+    else:
+        report.add("ok", "checkout", f"upstream GazeGaussian at {checkout.root} (no DiT or "
+                   "orthogonality options: dit_* and orthogonality_loss_importance cannot be "
+                   "searched).")
+    for stage in ("meshhead", "gazegaussian"):
+        repo = checkout.options(stage)
+        searched = supported(stage, checkout)
+        absent = [n for n in SET_BY_ADAPTER[stage] if n not in repo]
+        for name in absent:
+            report.add("problem", "options", f"{stage} option {name!r} is missing from "
+                       f"configs/{stage}_options.py, which the adapter needs.")
+        if not absent:
+            report.add("ok", "options", f"{stage}: searchable here: "
+                       + ", ".join(f"{ours} ({theirs})" if ours != theirs else ours
+                                   for ours, theirs in searched.items()) + ".")
+    if checkout.gazegaussian.get("featmap_nc", FEATMAP_CHANNELS) != FEATMAP_CHANNELS:
+        report.add("problem", "options", f"featmap_nc is {checkout.gazegaussian['featmap_nc']}, "
+                   f"but the rasterizer is built for {FEATMAP_CHANNELS} channels.")
+    if checkout.has_orthogonality and orthogonality_works(checkout) is False:
+        report.add("warn", "options", "the orthogonality loss fails on the trainer's inputs (gaze "
+                   "2-d, head rotation 3-d), so orthogonality_loss_importance is held at 0.0 "
+                   "until calc_orthogonality_loss in losses/gazenerf_loss.py is repaired.")
+
+
+def _check_assets(report: RepoReport, root: Path) -> None:
+    for name, what in ASSETS.items():
+        if (root / name).is_file():
+            report.add("ok", "files", f"{name} ({what}) is there.")
+        else:
+            report.add("problem", "files", f"{name} ({what}) is missing: download config_models.zip"
+                       " as the repo's README says and unzip it in configs/.")
+
+
+def _check_data(report: RepoReport, root: Path, dataset: str, folders: dict[str, Path]) -> None:
+    try:
+        split_keys(root, dataset)
+    except ConfigError as e:
+        report.add("problem", "data", str(e))
+        return
+    for split, folder in folders.items():
+        files = data_files(root, folder, dataset, split)
+        missing = [p for p in files if not p.is_file()]
+        name = "training" if split == "train" else "held-out (val)"
+        fix = "--data" if split == "train" else "--backend-option val_data=, or val_split=frames"
+        if not files:
+            report.add("problem", "data", f"the {dataset} split list has no {split} subjects.")
+        elif missing:
+            report.add("problem", "data", f"{len(missing)} of {len(files)} {name} files are "
+                       f"missing from {folder} (first: {missing[0].name}): download them as the "
+                       f"repo's README says, or pass {fix}.")
+        else:
+            report.add("ok", "data", f"{len(files)} {name} files in {folder}.")
+
+
+def _check_gpu(report: RepoReport) -> None:
+    if torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(0)
+        report.add("ok", "gpu", f"{props.name}, {props.total_memory / 2**30:.0f} GiB.")
+    else:
+        report.add("warn", "gpu", "torch sees no CUDA GPU: the real repo's rasterizers need one "
+                   "(timings below, if any, are CPU timings).")
+
+
+def _time(report: RepoReport, options: dict[str, Any], iters: int, timeout: float) -> None:
+    """Run :mod:`.probe` in a child process and record its timings or its error."""
+    with tempfile.TemporaryDirectory(prefix="gg_check_") as work:
+        spec = Path(work) / "probe.json"
+        spec.write_text(json.dumps({"options": options, "iters": iters, "workdir": work}))
+        package_parent = str(Path(__file__).resolve().parents[3])
+        env = dict(os.environ, PYTHONBREAKPOINT="0",
+                   PYTHONPATH=os.pathsep.join(filter(None, [package_parent,
+                                                            os.environ.get("PYTHONPATH")])))
+        try:
+            done = subprocess.run(
+                [sys.executable, "-m", "gg_optuna_helpers.backends.gazegaussian.probe", str(spec)],
+                capture_output=True, text=True, timeout=timeout, env=env, cwd=work)
+        except subprocess.TimeoutExpired:
+            report.add("problem", "timing", f"timing {iters} iterations took over {timeout:g} s.")
+            return
+    lines = [ln for ln in done.stdout.splitlines() if ln.startswith(PROBE_MARKER)]
+    if not lines:
+        tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        report.add("problem", "timing", f"the timing run failed before reporting ({tail}).")
+        return
+    result = json.loads(lines[-1][len(PROBE_MARKER):])
+    report.seconds = result.get("seconds", {})
+    if "error" in result:
+        report.add("problem", "timing", f"the {result['stage']} stage failed: {result['error']}")
+
+
+def _estimate(report: RepoReport, iters_per_epoch: int, val_samples: int, epochs: int,
+              trials: int) -> None:
+    for stage, s in report.seconds.items():
+        epoch = iters_per_epoch * s["per_iter"] + val_samples * s["per_val_sample"]
+        report.hours_per_trial[stage] = epochs * epoch / 3600
+        report.hours_per_study[stage] = trials * report.hours_per_trial[stage]
+        report.add("ok", "estimate", f"{stage}: {s['per_iter']:.3g} s/iteration, "
+                   f"{s['per_val_sample']:.3g} s/validation sample -> "
+                   f"{report.hours_per_trial[stage]:.2f} h per trial ({epochs} epochs of "
+                   f"{iters_per_epoch} iterations + {val_samples} validation samples), "
+                   f"{report.hours_per_study[stage]:.1f} h per study of {trials} trials "
+                   "(upper bound: pruned trials stop early).")
