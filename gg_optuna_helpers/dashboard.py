@@ -161,7 +161,8 @@ def _start(storage: Any, artifact_dir: str | os.PathLike | None, port: int) -> D
         store = optuna.artifacts.FileSystemArtifactStore(str(artifact_dir))
     if isinstance(storage, str) and storage.startswith("sqlite"):
         # Wait for the study's writes instead of failing with "database is locked".
-        storage = optuna.storages.RDBStorage(storage, engine_kwargs={"connect_args": {"timeout": 30}})
+        storage = optuna.storages.RDBStorage(storage,
+                                             engine_kwargs={"connect_args": {"timeout": 30}})
     app = optuna_dashboard.wsgi(storage, artifact_store=store)
     try:
         httpd = make_server(HOST, port, app, server_class=_Server, handler_class=_QuietHandler)
@@ -190,7 +191,8 @@ def _link(dash: Dashboard, port: int, tunnel: str) -> None:
     token = get_secret(TOKEN_NAME)
     if not token:
         dash.note = (f"No public link: no ngrok authtoken found (set {TOKEN_NAME} in the "
-                     f"environment or in Colab secrets); the dashboard is only at {dash.local_url}.")
+                     "environment or in Colab secrets); the dashboard is only at "
+                     f"{dash.local_url}.")
         return
     _open_tunnel(dash, port, token)
 

@@ -272,7 +272,8 @@ def upstream_parser(defaults: dict) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser()
     for attribute, value in defaults.items():
         if isinstance(value, bool):
-            parser.add_argument(f"--{attribute}", action="store_true" if not value else "store_false")
+            action = "store_true" if not value else "store_false"
+            parser.add_argument(f"--{attribute}", action=action)
         elif isinstance(value, list):
             parser.add_argument(f"--{attribute}", type=type(value[0]), nargs="+", default=value)
         else:
@@ -345,4 +346,10 @@ def test_report_accepts_a_storage_object_and_an_unfinished_study(tmp_path):
     summary = json.loads(path.read_text())
     assert summary["best_config"] is None and summary["findings"][0]["code"] == "oom"
     assert not (tmp_path / "r" / "best_command.txt").exists()
-    assert "## Best configuration" not in (tmp_path / "r" / "summary.md").read_text()
+    assert "has no completed trial yet" in (tmp_path / "r" / "summary.md").read_text()
+
+
+def test_report_for_an_unknown_study_name(tmp_path):
+    new_study(tmp_path, "real-name")
+    with pytest.raises(ConfigError, match="No study named 'typo'"):
+        write_report(f"sqlite:///{tmp_path / 'optuna.db'}", "typo", tmp_path / "r")

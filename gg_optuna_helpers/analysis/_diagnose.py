@@ -19,14 +19,14 @@ NO_GAIN = 0.01  # "no gain": the best beats the baseline by less than this share
 
 @dataclass(frozen=True)
 class Finding:
-    """One symptom found in a study: ``code`` for programs, ``message`` (with the fix) for people."""
+    """A symptom found in a study: ``code`` for programs, ``message`` (with the fix) for people."""
 
     code: str
     message: str
 
 
 def diagnose(study: optuna.Study) -> list[Finding]:
-    """Findings for: most trials pruned, out-of-memory, best at a range edge, no gain, divergence."""
+    """Findings: most trials pruned, out of memory, best at a range edge, no gain, divergence."""
     trials = study.get_trials(deepcopy=False)
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     pruned = [t for t in trials if t.state == TrialState.PRUNED]
@@ -39,8 +39,9 @@ def diagnose(study: optuna.Study) -> list[Finding]:
             "pruner stops trials before their value settles: raise its warm-up "
             "(n_warmup_steps) or startup trials (n_startup_trials), or use the 'patient' preset.")))
     if failed["oom"]:
+        oom = failed["oom"]
         findings.append(Finding("oom", (
-            f"{len(failed['oom'])} trial(s) ran out of GPU memory{_shared_floor(failed['oom'], trials)}"
+            f"{len(oom)} trial(s) ran out of GPU memory{_shared_floor(oom, trials)}"
             ": narrow batch_size or the model size (dit_depth, MLP widths) in the space.")))
     if len(complete) >= MIN_COMPLETE:
         findings += _edges(_best(study))

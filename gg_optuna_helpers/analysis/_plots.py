@@ -1,4 +1,4 @@
-"""Optuna's plots as HTML (always) and PNG (one Chrome start for all of them, when Chrome exists)."""
+"""Optuna's plots as HTML (always) and as PNG (one Chrome start for all, when Chrome exists)."""
 
 from __future__ import annotations
 
@@ -50,14 +50,16 @@ def _plan(study: optuna.Study) -> tuple[dict[str, Callable], dict[str, str], dic
     importances, why_not = _importances(study, complete)
     top = [n for n in importances if n in varied][:2] if importances else varied[:2]
     wanted: dict[str, tuple[Callable, str | None]] = {
-        "history": (lambda: vis.plot_optimization_history(study), None if complete else NO_COMPLETE),
+        "history": (lambda: vis.plot_optimization_history(study),
+                    None if complete else NO_COMPLETE),
         "importances": (lambda: vis.plot_param_importances(study), why_not),
         "parallel_coordinate": (lambda: vis.plot_parallel_coordinate(study),
                                 None if varied else "no parameter varied across completed trials"),
         "intermediate_values": (lambda: vis.plot_intermediate_values(study),
                                 None if any(t.intermediate_values for t in trials)
                                 else "no trial reported a value per epoch"),
-        "timeline": (lambda: vis.plot_timeline(study), None if trials else "the study has no trials"),
+        "timeline": (lambda: vis.plot_timeline(study),
+                     None if trials else "the study has no trials"),
     }
     if len(top) == 2 and len(complete) >= 3:
         # The two parameters that matter most, against each other.
@@ -103,5 +105,6 @@ def _write_pngs(figures: dict[str, Any], out: Path,
         kaleido.write_fig_from_object_sync(specs, kopts={"path": path, "mathjax": False})
     except Exception as e:  # any Chrome start/render failure: PNGs are optional, HTML is done
         first = (str(e).strip().splitlines() or [""])[0]
-        return {}, f"HTML plots only: PNG export with Chrome at {path} failed ({type(e).__name__}: {first})."
+        return {}, (f"HTML plots only: PNG export with Chrome at {path} failed "
+                    f"({type(e).__name__}: {first}).")
     return {name: str(out / f"{name}.png") for name in figures}, None

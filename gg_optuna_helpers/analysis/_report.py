@@ -10,6 +10,7 @@ from typing import Any
 
 import optuna
 
+from ..errors import ConfigError
 from ._diagnose import diagnose
 from ._export import export_best_config
 from ._plots import export_plots
@@ -25,14 +26,21 @@ def write_report(storage: str | optuna.storages.BaseStorage, study_name: str,
     Returns the path of ``summary.json``; works for studies with failures, pruned trials and
     no completed trial yet (then there is no best configuration to export).
     """
-    study = optuna.load_study(study_name=study_name, storage=storage)
+    try:
+        study = optuna.load_study(study_name=study_name, storage=storage)
+    except KeyError:
+        raise ConfigError(f"No study named {study_name!r} in this storage: check the name "
+                          "(optuna.get_all_study_names(storage) lists them).") from None
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     summary = summarize(study)
     summary["findings"] = [asdict(f) for f in diagnose(study)]
     summary["plots"] = export_plots(study, out / "plots", chrome=chrome)
-    summary["best_config"] = (export_best_config(study, out, repo_script=repo_script)
-                              if summary["best"] else None)
+    summary["best_config"] = summary["best_config_note"] = None
+    try:
+        summary["best_config"] = export_best_config(study, out, repo_script=repo_script)
+    except ConfigError as e:  # no completed trial yet, or no known stage
+        summary["best_config_note"] = str(e)
     path = out / "summary.json"
     path.write_text(json.dumps(summary, indent=2, default=str))
     (out / "summary.md").write_text(_markdown(summary, out))
@@ -47,7 +55,8 @@ def _markdown(summary: dict[str, Any], out: Path) -> str:
     lines += ["", "## Plots", ""]
     for name, html in plots["html"].items():
         png = plots["png"].get(name)
-        lines.append(f"- [{name}]({_rel(html, out)})" + (f" ![{name}]({_rel(png, out)})" if png else ""))
+        image = f" ![{name}]({_rel(png, out)})" if png else ""
+        lines.append(f"- [{name}]({_rel(html, out)}){image}")
     lines += [f"- {name}: skipped, {why}" for name, why in plots["skipped"].items()]
     if plots["note"]:
         lines += ["", plots["note"]]
@@ -56,6 +65,8 @@ def _markdown(summary: dict[str, Any], out: Path) -> str:
         command = Path(summary["best_config"]["command"]).read_text().splitlines()[0]
         lines += ["## Best configuration", "", "```", command, "```", "",
                   "Details and notes: `best_command.txt`, `best_config.yaml`.", ""]
+    else:
+        lines += ["## Best configuration", "", summary["best_config_note"], ""]
     return "\n".join(lines)
 
 
