@@ -294,12 +294,16 @@ def test_meshhead_command_parses_with_the_repo_parser(tmp_path):
                 "shape_color_mlp": [272, 256, 256, 32],
                 "shape_deform_mlp": [171, 256, 256, 256, 256, 256, 3],
                 "pose_color_mlp": [182, 128, 32], "pose_deform_mlp": [81, 256, 256, 3],
-                "eye_color_mlp": [146, 128, 32], "eye_deform_mlp_rotate": [45, 128, 128, 4]}
+                "eye_color_mlp": [146, 128, 32], "eye_deform_mlp": [45, 128, 128, 3],
+                "eye_deform_mlp_rotate": [45, 128, 128, 4]}
     opt = upstream_parser(defaults).parse_args(words[2:])  # no 'lr', no unknown flag
-    assert opt.lr_net == 0.0012345678 and opt.batch_size == 1
+    assert opt.lr_net == 0.0012345678 and opt.lr_lmk == pytest.approx(0.00012345678)
+    assert opt.batch_size == 1
+    # Hidden widths scale by value / default, as the gazegaussian backend trains them.
     assert opt.shape_color_mlp == [272, 384, 384, 32]
     assert opt.shape_deform_mlp == [171, 384, 384, 384, 384, 384, 3]
-    assert opt.pose_color_mlp == [182, 64, 32] and opt.eye_deform_mlp_rotate == [45, 256, 256, 4]
+    assert opt.pose_color_mlp == [182, 64, 32] and opt.pose_deform_mlp == [81, 128, 128, 3]
+    assert opt.eye_deform_mlp_rotate == [45, 256, 256, 4]
     text = Path(paths["command"]).read_text()
     assert "only runs batch_size 1" in text and "opt.lr_net = 0.0012345678" in text
     config = yaml.safe_load(Path(paths["yaml"]).read_text())
@@ -310,10 +314,12 @@ def test_gazegaussian_command_names_options_one_to_one(tmp_path):
     study = healthy_study(tmp_path)
     command = Path(export_best_config(study, tmp_path, repo_script="tools/train.py")["command"])
     words = shlex.split(command.read_text().splitlines()[0])
-    defaults = {"lr": 1e-4, "vgg_importance": 0.1, "dit_depth": 6, "use_vae": True}
+    defaults = {"lr": 1e-4, "vgg_importance": 0.1, "dit_depth": 6, "use_vae": True,
+                "neural_renderer_type": "dit"}  # the DiT fork's defaults
     opt = upstream_parser(defaults).parse_args(words[2:])
     assert words[1] == "tools/train.py"
     assert (opt.lr, opt.vgg_importance, opt.dit_depth, opt.use_vae) == (1e-3, 0.25, 6, False)
+    assert opt.neural_renderer_type == "dit"
 
 
 def test_no_best_config_without_a_completed_trial(tmp_path):

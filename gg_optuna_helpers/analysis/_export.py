@@ -23,20 +23,18 @@ SCRIPTS = {"meshhead": "train_meshhead.py", "gazegaussian": "train_gazegaussian.
 OPTIONS_MODULE = {"meshhead": "configs.meshhead_options",
                   "gazegaussian": "configs.gazegaussian_options"}
 
-# MeshHead MLP option defaults (configs/meshhead_options.py): only HIDDEN widths are free, the
-# first and last sizes are fixed by the embeddings and the 32-channel rasterizer.
-MESHHEAD_MLPS = {
-    "shape_mlp_hidden": {"shape_color_mlp": [272, 256, 256, 32],
-                         "shape_deform_mlp": [171, 256, 256, 256, 256, 256, 3]},
-    "pose_mlp_hidden": {"pose_color_mlp": [182, 128, 32], "pose_deform_mlp": [81, 256, 256, 3]},
-    "eye_mlp_hidden": {"eye_color_mlp": [146, 128, 32], "eye_deform_mlp_rotate": [45, 128, 128, 4]},
+# Upstream MeshHead defaults (configs/meshhead_options.py at bb8fac9): the widths and lr_lmk
+# scale from these exactly as the gazegaussian backend does when it trains (see
+# backends/gazegaussian/options.py), so the export reproduces the trained configuration.
+MESHHEAD_DEFAULTS = {
+    "lr_net": 1e-3, "lr_lmk": 1e-4,
+    "shape_color_mlp": [272, 256, 256, 32], "shape_deform_mlp": [171, 256, 256, 256, 256, 256, 3],
+    "pose_color_mlp": [182, 128, 32], "pose_deform_mlp": [81, 256, 256, 3],
+    "eye_color_mlp": [146, 128, 32], "eye_deform_mlp": [45, 128, 128, 3],
+    "eye_deform_mlp_rotate": [45, 128, 128, 4],
 }
-RENAMED = {"meshhead": {"lr": "lr_net"}, "gazegaussian": {}}
-
-# Bool options of the DiT fork (their flag flips the default): use_vae defaults to True there
-# and must be False for the searched renderer.
+# Bool options of the DiT fork: passing the flag flips this default.
 BOOL_DEFAULTS = {"use_vae": True, "use_orthogonality_loss": True}
-GAZEGAUSSIAN_FIXED = {"use_vae": False}
 
 
 def repo_options(stage: str, params: dict[str, Any], *,
@@ -44,34 +42,57 @@ def repo_options(stage: str, params: dict[str, Any], *,
     """The real repo's option values for searched ``params``, and notes on what differs."""
     if stage not in SCRIPTS:
         raise ConfigError(f"Unknown stage {stage!r}: choose one of {', '.join(SCRIPTS)}.")
-    options: dict[str, Any] = {}
     notes = []
     if backend == "mini":
         notes.append("Found on the embedded mini backend (synthetic data): a starting point "
                      "for the real run, not a measured optimum of it.")
-    for name, value in params.items():
-        if stage == "meshhead" and name in MESHHEAD_MLPS:
-            for option, default in MESHHEAD_MLPS[name].items():
-                options[option] = [default[0], *[value] * (len(default) - 2), default[-1]]
-        elif stage == "meshhead" and name == "batch_size" and value != 1:
-            notes.append(f"batch_size={value} won on the mini backend, but the real MeshHead "
-                         "only runs batch_size 1 (its eye rotation breaks with more), so it is "
-                         "left at 1.")
-        else:
-            options[RENAMED[stage].get(name, name)] = value
-    if stage == "meshhead" and MESHHEAD_MLPS.keys() & params.keys():
+    if stage == "meshhead":
+        options = _meshhead_options(params, notes)
+    else:
+        options = _gazegaussian_options(params, notes)
+    return options, notes
+
+
+def _meshhead_options(params: dict[str, Any], notes: list[str]) -> dict[str, Any]:
+    from ..backends.gazegaussian.options import MLP_GROUPS, mlp_widths
+
+    options: dict[str, Any] = {}
+    rest = {k: v for k, v in params.items() if k not in MLP_GROUPS}
+    if "lr" in rest:  # there is no `lr`: lr_net, with lr_lmk kept at its default ratio
+        options["lr_net"] = float(rest.pop("lr"))
+        ratio = MESHHEAD_DEFAULTS["lr_lmk"] / MESHHEAD_DEFAULTS["lr_net"]
+        options["lr_lmk"] = options["lr_net"] * ratio
+    if rest.get("batch_size", 1) != 1:
+        notes.append(f"batch_size={rest['batch_size']} won on the mini backend, but the real "
+                     "MeshHead only runs batch_size 1 (its eye rotation breaks with more), so "
+                     "it is left at 1.")
+    rest.pop("batch_size", None)
+    options.update(rest)
+    widths = mlp_widths(MESHHEAD_DEFAULTS, params)
+    if widths:
+        options.update(widths)
         notes.append("Stage 2 must use the same MLP widths: pass the *_mlp flags above to "
                      "train_gazegaussian.py too, and make trainer/gazegaussian_trainer.py set "
                      "them on the MeshHeadOptions() it builds (it uses the defaults).")
-    elif stage == "gazegaussian":
-        options.update(GAZEGAUSSIAN_FIXED)
+    return options
+
+
+def _gazegaussian_options(params: dict[str, Any], notes: list[str]) -> dict[str, Any]:
+    from ..backends.gazegaussian.options import DIT_PARAMS, ORTHO
+
+    options = dict(params)  # names are 1:1
+    if any(name in params for name in DIT_PARAMS):
+        options.update(neural_renderer_type="dit", use_vae=False)  # the DiT runs without VAE
+    if ORTHO in params:
+        options["use_orthogonality_loss"] = float(params[ORTHO]) > 0
+    if any(name in params for name in (*DIT_PARAMS, ORTHO)):
         notes.append("dit_* and orthogonality_* options exist only in the DiT fork "
                      "kram254/GazeGaussian; upstream ucwxb/GazeGaussian rejects them.")
-        if "orthogonality_loss_importance" in params:
-            notes.append("The fork's orthogonality loss crashed as read (a 2-d x 3-d shape "
-                         "mismatch): fix it first, or add --use_orthogonality_loss to turn it off.")
-        notes.append("Pass --load_meshhead_checkpoint <stage-1 checkpoint> as well.")
-    return options, notes
+    if options.get("use_orthogonality_loss"):
+        notes.append("The fork's orthogonality loss crashed as read (a 2-d x 3-d shape "
+                     "mismatch): check `python -m gg_optuna_helpers check-repo` first.")
+    notes.append("Pass --load_meshhead_checkpoint <stage-1 checkpoint> as well.")
+    return options
 
 
 def command_line(script: str, options: dict[str, Any]) -> str:
