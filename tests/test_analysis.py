@@ -109,6 +109,19 @@ def test_summarize_counts_gain_and_gpu_time_exactly(tmp_path):
     json.dumps(s)  # plain JSON
 
 
+def test_gpu_time_of_a_resumed_retry_counts_only_what_is_left(tmp_path):
+    """An attempt interrupted after 4 epochs; its retry resumes at 5 and is pruned at 7 of 10."""
+    study = new_study(tmp_path)
+    add(study, TrialState.FAIL, epochs=4, failure="interrupted")
+    study.add_trial(create_trial(  # the retry: inherited reports 1..7, 3 epochs trained itself
+        state=TrialState.PRUNED, params={"lr": 1e-3, "vgg_importance": 0.2, "dit_depth": 6},
+        distributions=DISTS, intermediate_values={e: 1.0 for e in range(1, 8)},
+        user_attrs={"epochs": 3, "pruned_at": 7, "start_epoch": 5, "seconds_per_epoch": 60.0}))
+    gpu = summarize(study)["gpu"]
+    assert (gpu["epochs_trained"], gpu["epochs_if_full"]) == (7, 10)
+    assert gpu["hours_saved"] == round(3 * 60 / 3600, 4)
+
+
 def test_summarize_study_without_completed_trials(tmp_path):
     study = new_study(tmp_path)
     add(study, TrialState.FAIL, epochs=1, failure="crashed", baseline=True)

@@ -46,7 +46,8 @@ def baseline_trial(trials: list[FrozenTrial]) -> FrozenTrial | None:
 def gpu_time(study: optuna.Study) -> dict[str, Any]:
     """Epochs and hours trained, against every pruned or early-stopped trial run to the end.
 
-    Failed trials count as trained: pruning did not shorten them. A trial without
+    A trial cut short at epoch E of M would have trained M - E more epochs (a resumed retry
+    included). Failed trials count as trained: pruning did not shorten them. A trial without
     ``seconds_per_epoch`` is costed at the median of the others.
     """
     study_max = study.user_attrs.get("max_epochs")
@@ -58,9 +59,7 @@ def gpu_time(study: optuna.Study) -> dict[str, Any]:
     seconds_trained = seconds_full = 0.0
     for t in trials:
         epochs = epochs_trained(t)
-        cut_short = t.state == TrialState.PRUNED or "early_stopped_at" in t.user_attrs
-        max_epochs = t.user_attrs.get("max_epochs", study_max) or epochs
-        would_run = max(epochs, max_epochs) if cut_short else epochs
+        would_run = epochs + _epochs_left(t, t.user_attrs.get("max_epochs", study_max))
         speed = t.user_attrs.get("seconds_per_epoch") or default_speed or 0.0
         trained += epochs
         full += would_run
@@ -83,6 +82,15 @@ def epochs_trained(trial: FrozenTrial) -> int:
         if trial.user_attrs.get(key) is not None:
             return int(trial.user_attrs[key])
     return max(trial.intermediate_values, default=0)
+
+
+def _epochs_left(trial: FrozenTrial, max_epochs: int | None) -> int:
+    """Epochs a pruned or early-stopped trial skipped; 0 for any other trial."""
+    if trial.state != TrialState.PRUNED and "early_stopped_at" not in trial.user_attrs:
+        return 0
+    stopped = (trial.user_attrs.get("pruned_at") or trial.user_attrs.get("early_stopped_at")
+               or max(trial.intermediate_values, default=0))
+    return max(0, (max_epochs or 0) - int(stopped))
 
 
 def _best(study: optuna.Study) -> FrozenTrial | None:
