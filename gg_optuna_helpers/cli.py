@@ -11,7 +11,6 @@ import logging
 import sys
 from pathlib import Path
 
-import optuna
 
 from .errors import ConfigError
 from .presets import PRUNERS, SAMPLERS
@@ -113,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     dash = sub.add_parser("dashboard", help="serve optuna-dashboard on 127.0.0.1")
     _storage_args(dash, study=False)
     dash.add_argument("--port", type=int, default=8081, help="(default: %(default)s)")
-    dash.add_argument("--tunnel", default="auto", choices=["auto", "ngrok", "none"],
+    dash.add_argument("--tunnel", default="auto", choices=["auto", "colab", "ngrok", "none"],
                       help="auto: Colab proxy on Colab, ngrok when NGROK_AUTHTOKEN is set")
     dash.add_argument("--artifacts", help="artifact folder (default: <storage>/artifacts)")
 
@@ -163,17 +162,20 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from .status import load_study
 
-    study = load_study(args.storage, args.study_name)  # a clear error for a wrong name
+    from .storage import open_storage
+
+    storage = open_storage(args.storage)
+    load_study(storage, args.study_name)  # a clear error for a wrong name
     folder = "gg_results" if "://" in args.storage else args.storage.removesuffix(".db")
-    _report(study._storage, args.study_name, args.out or Path(folder) / f"report_{args.study_name}")
+    _report(storage, args.study_name, args.out or Path(folder) / f"report_{args.study_name}")
     return 0
 
 
 def _report(storage, study_name: str, out) -> None:
-    from .analysis import format_summary, summarize, write_report
+    from .analysis import format_summary, write_report
 
-    path = write_report(storage, study_name, out)
-    print(format_summary(summarize(optuna.load_study(study_name=study_name, storage=storage))))
+    path = write_report(storage.rdb, study_name, out)
+    print(format_summary(json.loads(path.read_text())))
     print(f"Report written to {path.parent}")
 
 
@@ -197,13 +199,14 @@ def cmd_check_repo(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from .storage import open_storage
     from .study import StudyConfig, run_study
 
     for stage in ("meshhead", "gazegaussian"):
         study = run_study(StudyConfig(stage=stage, storage=args.results_dir,
                                       n_trials=args.n_trials, max_epochs=args.max_epochs,
                                       show_progress_bar=not args.quiet))
-        _report(study._storage, study.study_name,
+        _report(open_storage(args.results_dir), study.study_name,
                 Path(args.results_dir) / f"report_{study.study_name}")
     return 0
 
