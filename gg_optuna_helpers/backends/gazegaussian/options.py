@@ -184,10 +184,10 @@ def _typed(key: str, raw: Any, default: Any) -> Any:
         try:
             value = json.loads(raw.lower() if raw.lower() in ("true", "false") else raw)
         except json.JSONDecodeError:
-            raise ConfigError(f"Backend option {key}={raw!r} is not a valid value for a "
-                              f"{type(default).__name__} option.") from None
+            pass  # stays a string: refused below
     if isinstance(default, bool) != isinstance(value, bool) or (
-            isinstance(default, (int, float)) and not isinstance(value, (int, float))):
+            isinstance(default, (int, float)) and not isinstance(value, (int, float))) or (
+            isinstance(default, list) and not isinstance(value, list)):
         raise ConfigError(f"Backend option {key} takes a {type(default).__name__} like "
                           f"{default!r}, but got {raw!r}.")
     return float(value) if isinstance(default, float) else value

@@ -1,0 +1,418 @@
+"""The gazegaussian backend, called through the Backend/Trainer protocol.
+
+Everything that imports on a CPU is tested for real; the trainer hooks run against the CONTRACT
+FIXTURE in tests/fixtures/gazegaussian_contract (it mimics the real repo's API surface only).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from gg_optuna_helpers.backends import TrainerContext, get_backend
+from gg_optuna_helpers.backends.gazegaussian import check_repo
+from gg_optuna_helpers.backends.gazegaussian import checkout as checkout_module
+from gg_optuna_helpers.backends.gazegaussian.options import configure, mlp_widths
+from gg_optuna_helpers.backends.gazegaussian.state import compact, expand
+from gg_optuna_helpers.backends.gazegaussian.validation import GAZE_WEIGHT, objective, psnr, ssim
+from gg_optuna_helpers.errors import ConfigError
+from gg_optuna_helpers.spaces import GAZEGAUSSIAN, MESHHEAD
+
+ROOT = Path(__file__).resolve().parents[1]
+_spec = importlib.util.spec_from_file_location(
+    "gazegaussian_contract_build", ROOT / "tests/fixtures/gazegaussian_contract/build.py")
+contract = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(contract)
+
+BACKEND = get_backend("gazegaussian")
+FAST = {"iters_per_epoch": 3, "val_samples": 3}
+
+
+@pytest.fixture(autouse=True)
+def _restore_process(monkeypatch):
+    """The adapter changes cwd, sys.path and the breakpoint hook, as a trial process may."""
+    cwd, path, hook = os.getcwd(), list(sys.path), sys.breakpointhook
+    monkeypatch.setenv("PYTHONBREAKPOINT", os.environ.get("PYTHONBREAKPOINT", ""))
+    yield
+    for root in list(checkout_module._entered):
+        checkout_module._forget(root)
+    checkout_module._entered.clear()
+    os.chdir(cwd)
+    sys.path[:] = path
+    sys.breakpointhook = hook
+
+
+@pytest.fixture(scope="module")
+def repos(tmp_path_factory):
+    base = tmp_path_factory.mktemp("contract")
+    return {"fork": contract.make_checkout(base / "fork", "fork"),
+            "upstream": contract.make_checkout(base / "upstream", "upstream"),
+            "fixed": contract.make_checkout(base / "fixed", "fork", fixed_orthogonality=True)}
+
+
+def _ctx(tmp_path, repo, stage, params=None, max_epochs=4, **options):
+    trial_dir = tmp_path / f"trial_{stage}"
+    trial_dir.mkdir(exist_ok=True)
+    opts = {"repo": str(repo), **FAST, **options}
+    return TrainerContext(stage=stage, params=params or BACKEND.defaults(stage, opts),
+                          max_epochs=max_epochs, seed=7, device="cpu", trial_dir=trial_dir,
+                          cache_dir=tmp_path / "cache", options=opts)
+
+
+def _meshhead_checkpoint(tmp_path, repo, params=None, epochs=1):
+    ctx = _ctx(tmp_path, repo, "meshhead", params)
+    trainer = BACKEND.make_trainer(ctx)
+    for epoch in range(1, epochs + 1):
+        trainer.train_epoch(epoch)
+    path = tmp_path / "meshhead_best.pt"
+    torch.save({"format": 1, "params": ctx.params, "trainer": trainer.state_dict()}, path)
+    return path, trainer
+
+
+# --- import, limits and defaults -------------------------------------------------------------
+
+def test_importing_the_backend_imports_no_checkout_code():
+    code = ("import sys, gg_optuna_helpers.backends.gazegaussian as g; "
+            "print(g.BACKEND.name, sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('configs', 'trainer', 'models', 'losses', 'dataloader')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                         check=True).stdout
+    assert out.strip() == "gazegaussian []"
+
+
+def test_upstream_limits_refuse_dit_and_orthogonality(repos):
+    limits = BACKEND.limits("gazegaussian", {"repo": str(repos["upstream"])})
+    assert limits.params == {"lr", "vgg_importance", "eye_loss_importance", "gaze_loss_importance"}
+    assert limits.embed_dim is None
+    with pytest.raises(ConfigError, match="dit_depth"):
+        GAZEGAUSSIAN.validate(limits, "gazegaussian")
+    small = GAZEGAUSSIAN.__class__("gazegaussian", tuple(
+        p for p in GAZEGAUSSIAN.params if p.name in limits.params))
+    small.validate(limits, "gazegaussian")
+    assert BACKEND.defaults("gazegaussian", {"repo": str(repos["upstream"])}) == {
+        "lr": 1e-4, "vgg_importance": 0.1, "eye_loss_importance": 1.0, "gaze_loss_importance": 0.1}
+
+
+def test_fork_limits_follow_the_real_dit_and_the_broken_orthogonality_loss(repos):
+    fork = BACKEND.limits("gazegaussian", {"repo": str(repos["fork"])})
+    assert fork.embed_dim == 512 and fork.featmap_size == 16  # the fixture's feature map
+    assert fork.choices == {"orthogonality_loss_importance": (0.0,)}
+    with pytest.raises(ConfigError, match="orthogonality_loss_importance.*0.0"):
+        GAZEGAUSSIAN.validate(fork, "gazegaussian")
+    GAZEGAUSSIAN.replace(orthogonality_loss_importance=0.0).validate(fork, "gazegaussian")
+    with pytest.raises(ConfigError, match="must divide the embedding dimension"):
+        GAZEGAUSSIAN.replace(orthogonality_loss_importance=0.0, dit_num_heads=[8, 12]).validate(fork)
+    assert BACKEND.defaults("gazegaussian", {"repo": str(repos["fork"])})[
+        "orthogonality_loss_importance"] == 0.0
+    fixed = {"repo": str(repos["fixed"])}
+    assert BACKEND.limits("gazegaussian", fixed).choices == {}
+    GAZEGAUSSIAN.validate(BACKEND.limits("gazegaussian", fixed), "gazegaussian")
+    assert BACKEND.defaults("gazegaussian", fixed) == {
+        "lr": 1e-4, "vgg_importance": 0.1, "eye_loss_importance": 1.0, "gaze_loss_importance": 0.1,
+        "dit_depth": 6, "dit_num_heads": 8, "dit_patch_size": 8,
+        "orthogonality_loss_importance": 0.01}
+
+
+def test_patch_must_divide_the_feature_map_from_the_options(repos):
+    options = {"repo": str(repos["fixed"]), "opt.featmap_size": "8"}
+    with pytest.raises(ConfigError, match="dit_patch_size.*feature-map size \\(8\\)"):
+        GAZEGAUSSIAN.validate(BACKEND.limits("gazegaussian", options), "gazegaussian")
+
+
+def test_meshhead_limits_and_defaults(repos):
+    options = {"repo": str(repos["upstream"])}
+    limits = BACKEND.limits("meshhead", options)
+    assert limits.choices == {"batch_size": (1,)}
+    with pytest.raises(ConfigError, match="batch_size.*only \\[1\\]"):
+        MESHHEAD.validate(limits)
+    MESHHEAD.fitted(limits).validate(limits)
+    assert BACKEND.defaults("meshhead", options) == {
+        "lr": 1e-3, "batch_size": 1, "shape_mlp_hidden": 256, "pose_mlp_hidden": 128,
+        "eye_mlp_hidden": 128}
+
+
+@pytest.mark.parametrize("options, words", [
+    ({}, "repo=PATH"),
+    ({"repo": "/nonexistent/gg"}, "no GazeGaussian checkout at /nonexistent/gg"),
+])
+def test_missing_checkout_is_one_sentence(options, words):
+    with pytest.raises(ConfigError) as info:
+        BACKEND.limits("meshhead", options)
+    assert words in str(info.value) and str(info.value).count(". ") == 0
+
+
+def test_incomplete_checkout_names_the_missing_file(tmp_path):
+    repo = contract.make_checkout(tmp_path / "repo", "upstream")
+    (repo / "trainer/gazegaussian_trainer.py").unlink()
+    with pytest.raises(ConfigError, match="trainer/gazegaussian_trainer.py is missing"):
+        BACKEND.defaults("gazegaussian", {"repo": str(repo)})
+
+
+# --- option mapping ----------------------------------------------------------------------------
+
+def test_mlp_widths_scale_hidden_layers_and_keep_the_ends(repos):
+    defaults = checkout_module.inspect(repos["upstream"]).meshhead
+    assert mlp_widths(defaults, {"pose_mlp_hidden": 128}) == {
+        "pose_color_mlp": [182, 128, 32], "pose_deform_mlp": [81, 256, 256, 3]}
+    assert mlp_widths(defaults, {"pose_mlp_hidden": 64, "eye_mlp_hidden": 256}) == {
+        "pose_color_mlp": [182, 64, 32], "pose_deform_mlp": [81, 128, 128, 3],
+        "eye_color_mlp": [146, 256, 32], "eye_deform_mlp": [45, 256, 256, 3],
+        "eye_deform_mlp_rotate": [45, 256, 256, 4]}
+
+
+class _Opt:
+    pass
+
+
+def _configured(repo, stage, params, max_epochs=20, **options):
+    checkout = checkout_module.inspect(repo)
+    opt = _Opt()
+    opt.__dict__.update(checkout.options(stage))
+    configure(opt, stage, checkout, params, max_epochs=max_epochs, options=options)
+    return opt
+
+
+def test_meshhead_lr_sets_lr_net_and_keeps_the_landmark_ratio(repos):
+    opt = _configured(repos["upstream"], "meshhead", {"lr": 5e-3, "shape_mlp_hidden": 128})
+    assert opt.lr_net == 5e-3 and math.isclose(opt.lr_lmk, 5e-4)
+    assert opt.shape_color_mlp == [272, 128, 128, 32]
+    assert opt.shape_deform_mlp == [171, 128, 128, 128, 128, 128, 3]
+    assert opt.geo_mlp == [27, 256, 256, 256, 256, 256, 132]  # not searched
+
+
+def test_gazegaussian_options_dit_vae_orthogonality_and_loss_begin(repos):
+    opt = _configured(repos["fixed"], "gazegaussian", {"dit_depth": 4, "vgg_importance": 0.3,
+                                                       "orthogonality_loss_importance": 0.02})
+    assert (opt.dit_depth, opt.vgg_importance, opt.neural_renderer_type) == (4, 0.3, "dit")
+    assert opt.use_vae is False and opt.use_orthogonality_loss is True
+    assert opt.vgg_loss_begin == opt.angular_loss_begin == 1  # 5 of 100 epochs -> 1 of 20
+    assert _configured(repos["fork"], "gazegaussian", {}).use_orthogonality_loss is False
+    assert _configured(repos["fork"], "gazegaussian", {}, loss_begin="0.5").vgg_loss_begin == 10
+
+
+@pytest.mark.parametrize("repo, params, options, words", [
+    ("upstream", {"dit_depth": 6}, {}, "'dit_depth'.*upstream checkout.*DiT fork"),
+    ("fork", {"orthogonality_loss_importance": 0.01}, {}, "fails on the trainer's inputs"),
+    ("fork", {}, {"opt.featmap_nc": "16"}, "featmap_nc must stay 32"),
+    ("fork", {}, {"opt.use_vae": "true"}, "use_vae must stay False"),
+    ("fork", {}, {"opt.no_such_option": "1"}, "names no option"),
+    ("fork", {}, {"opt.lr": "fast"}, "opt.lr takes a float"),
+])
+def test_refusals_are_one_sentence(repos, repo, params, options, words):
+    with pytest.raises(ConfigError, match=words) as info:
+        _configured(repos[repo], "gazegaussian", params, **options)
+    assert str(info.value).endswith(".") and str(info.value).count(". ") == 0
+
+
+def test_repo_option_overrides_are_typed(repos):
+    opt = _configured(repos["upstream"], "gazegaussian", {}, **{"opt.clip_grad": "true",
+                                                                "opt.step_decay": "500"})
+    assert opt.clip_grad is True and opt.step_decay == 500
+
+
+# --- metric, state helpers -----------------------------------------------------------------
+
+def test_metric_parts_and_formula():
+    image = torch.rand(2, 3, 16, 16)
+    assert torch.allclose(ssim(image, image), torch.ones(2), atol=1e-5)
+    assert (psnr(image, image) > 90).all()
+    assert ssim(image, 1 - image).max() < 0.5
+    assert objective({"ssim": 0.8}) == pytest.approx(0.2)
+    assert objective({"ssim": 0.8, "gaze_error_deg": 5.0}) == pytest.approx(0.2 + 5 * GAZE_WEIGHT)
+
+
+def test_sparse_rows_round_trip_exactly():
+    table = torch.zeros(1000, 4)
+    table[[3, 500]] = torch.randn(2, 4)
+    state = {"offsets": table, "small": torch.ones(3), "nested": [table * 2, 5]}
+    packed = compact(state, rows=1000)
+    assert packed["offsets"]["values"].shape == (2, 4)
+    back = expand(packed)
+    assert torch.equal(back["offsets"], table) and torch.equal(back["nested"][0], table * 2)
+    assert back["nested"][1] == 5 and torch.equal(back["small"], torch.ones(3))
+
+
+def test_entering_a_checkout_makes_breakpoint_raise(repos):
+    checkout_module.enter(repos["upstream"])
+    assert Path.cwd() == repos["upstream"] and sys.path[0] == str(repos["upstream"])
+    with pytest.raises(RuntimeError, match="breakpoint"):
+        breakpoint()
+
+
+# --- trainers against the contract fixture -------------------------------------------------
+
+def test_meshhead_trial_trains_virtual_epochs_and_validates(tmp_path, repos):
+    trainer = BACKEND.make_trainer(_ctx(tmp_path, repos["upstream"], "meshhead"))
+    stats = trainer.train_epoch(1)
+    assert math.isfinite(stats["loss"]) and stats["loss"] == stats["loss_rgb"]
+    assert trainer.stream.state_dict() == {"passes": 0, "position": 3}
+    parts = trainer.validate()
+    assert parts["val_samples"] == 3 and parts["value"] == pytest.approx(1 - parts["ssim"])
+    assert set(parts) == {"value", "ssim", "psnr", "val_samples"}
+    trainer.preview(tmp_path / "preview.png")
+    assert (tmp_path / "preview.png").read_bytes().startswith(b"\x89PNG")
+    for epoch in range(2, 8):  # 18 training frames: the stream wraps into a new pass
+        trainer.train_epoch(epoch)
+    assert trainer.stream.state_dict() == {"passes": 1, "position": 3}
+
+
+def test_held_out_frames_are_never_trained_on(tmp_path, repos):
+    trainer = BACKEND.make_trainer(_ctx(tmp_path, repos["fork"], "meshhead",
+                                        val_split="frames", val_samples=4))
+    held = set(trainer.val.indices)
+    assert len(held) == 4 and held.isdisjoint(trainer.stream.indices)
+    assert len(trainer.stream.indices) == 18 - 4
+
+
+def _resume_matches(tmp_path, make):
+    """Two epochs in one go == one epoch, checkpoint, new trainer, one more epoch."""
+    straight = make("a")
+    straight.train_epoch(1)
+    straight.train_epoch(2)
+    first = make("b")
+    first.train_epoch(1)
+    saved = tmp_path / "last.pt"
+    torch.save({"trainer": first.state_dict()}, saved)
+    resumed = make("c")
+    resumed.load_state_dict(torch.load(saved, weights_only=False)["trainer"])
+    resumed.train_epoch(2)
+    assert resumed.stream.state_dict() == straight.stream.state_dict()
+    assert resumed.validate() == pytest.approx(straight.validate())
+
+
+def test_meshhead_resume_continues_exactly(tmp_path, repos):
+    def make(name):
+        return BACKEND.make_trainer(_ctx(tmp_path / name, repos["fork"], "meshhead"))
+
+    for name in "abc":
+        (tmp_path / name).mkdir()
+    _resume_matches(tmp_path, make)
+
+
+def test_gazegaussian_resume_continues_exactly(tmp_path, repos):
+    checkpoint, _ = _meshhead_checkpoint(tmp_path, repos["fork"])
+
+    def make(name):
+        return BACKEND.make_trainer(_ctx(tmp_path / name, repos["fork"], "gazegaussian",
+                                         meshhead_checkpoint=str(checkpoint)))
+
+    for name in "abc":
+        (tmp_path / name).mkdir()
+    _resume_matches(tmp_path, make)
+
+
+def test_stage_two_builds_meshhead_with_the_stage_one_widths(tmp_path, repos):
+    widths = {"lr": 1e-3, "batch_size": 1, "shape_mlp_hidden": 128, "pose_mlp_hidden": 64,
+              "eye_mlp_hidden": 256}
+    checkpoint, meshhead = _meshhead_checkpoint(tmp_path, repos["upstream"], widths)
+    trainer = BACKEND.make_trainer(_ctx(tmp_path, repos["upstream"], "gazegaussian",
+                                        meshhead_checkpoint=str(checkpoint)))
+    eyes = trainer.repo.net.fg_CD_predictor_eyes
+    assert [layer.out_features for layer in eyes.pose_color_mlp.layers if hasattr(
+        layer, "out_features")] == [64, 32]
+    assert torch.equal(eyes.eye_color_mlp.layers[0].weight.cpu(),
+                       meshhead.repo.meshhead.eye_color_mlp.layers[0].weight.cpu())
+    stats = trainer.train_epoch(1)
+    parts = trainer.validate()
+    assert math.isfinite(stats["loss"]) and parts["gaze_error_deg"] >= 0
+    assert parts["value"] == pytest.approx(1 - parts["ssim"] + GAZE_WEIGHT * parts["gaze_error_deg"])
+
+
+def test_the_repo_alone_cannot_load_a_meshhead_of_other_widths(tmp_path, repos):
+    """Why the coupling exists: the (mimicked) repo rebuilds MeshHead with default widths."""
+    checkpoint, _ = _meshhead_checkpoint(tmp_path, repos["upstream"], {"shape_mlp_hidden": 128})
+    ckpt = torch.load(checkpoint, weights_only=False)
+    repo_format = tmp_path / "repo_format.pth"
+    torch.save({"meshhead": ckpt["trainer"]["meshhead"]}, repo_format)
+    checkout_module.enter(repos["upstream"])
+    opt = importlib.import_module("configs.gazegaussian_options").BaseOptions()
+    opt.load_meshhead_checkpoint = str(repo_format)
+    trainer_module = importlib.import_module("trainer.gazegaussian_trainer")
+    with pytest.raises(RuntimeError, match="size mismatch"):
+        trainer_module.GazeGaussianTrainer(opt, None)
+
+
+def test_gazegaussian_needs_the_meshhead_checkpoint(tmp_path, repos):
+    with pytest.raises(ConfigError, match="meshhead_checkpoint=PATH"):
+        BACKEND.make_trainer(_ctx(tmp_path, repos["fork"], "gazegaussian"))
+    bad = tmp_path / "other.pt"
+    torch.save({"format": 1, "params": {}, "trainer": {"net": {}}}, bad)
+    with pytest.raises(ConfigError, match="not a MeshHead checkpoint"):
+        BACKEND.make_trainer(_ctx(tmp_path, repos["fork"], "gazegaussian",
+                                  meshhead_checkpoint=str(bad)))
+
+
+def test_fork_dit_and_fixed_orthogonality_train(tmp_path, repos):
+    checkpoint, _ = _meshhead_checkpoint(tmp_path, repos["fixed"])
+    params = {**BACKEND.defaults("gazegaussian", {"repo": str(repos["fixed"])}),
+              "dit_depth": 2, "dit_num_heads": 16, "dit_patch_size": 4}
+    trainer = BACKEND.make_trainer(_ctx(tmp_path, repos["fixed"], "gazegaussian", params,
+                                        meshhead_checkpoint=str(checkpoint)))
+    assert len(trainer.repo.net.neural_render.blocks) == 2
+    stats = trainer.train_epoch(1)
+    assert stats["orthogonality_loss"] > 0 and math.isfinite(stats["loss"])
+
+
+def test_missing_data_is_refused_before_training(tmp_path, repos):
+    with pytest.raises(ConfigError, match="3 train data files are missing.*data=FOLDER"):
+        BACKEND.make_trainer(_ctx(tmp_path, repos["fork"], "meshhead", data=str(tmp_path)))
+
+
+# --- check_repo ----------------------------------------------------------------------------
+
+def _problems(report):
+    return [line for line in report.lines() if line.startswith("PROBLEM")]
+
+
+def test_check_repo_on_a_missing_checkout(tmp_path):
+    report = check_repo(tmp_path / "nope")
+    assert not report.ok and len(report.lines()) == 1
+    assert "does not exist" in report.lines()[0]
+
+
+def test_check_repo_on_an_incomplete_checkout(tmp_path):
+    repo = contract.make_checkout(tmp_path / "repo", "fork")
+    for name in ("losses/gazenerf_loss.py", "trainer/meshhead_trainer.py"):
+        (repo / name).unlink()
+    problems = _problems(check_repo(repo))
+    assert len(problems) == 2 and all("is missing" in p for p in problems)
+
+
+def test_check_repo_on_missing_files_and_data(tmp_path):
+    repo = contract.make_checkout(tmp_path / "repo", "upstream")
+    (repo / "configs/config_models/tets_data.npz").unlink()
+    (repo / "data/ETH-XGaze/xgaze_subject0003.pt").unlink()
+    report = check_repo(repo)
+    problems = _problems(report)
+    assert len(problems) == 2 and not report.ok and not report.seconds  # nothing timed
+    assert "tets_data.npz" in problems[0]
+    assert "1 of 3 training files are missing" in problems[1]
+    assert "xgaze_subject0003.pt" in problems[1]
+
+
+def test_check_repo_on_a_complete_checkout_times_both_stages(repos):
+    report = check_repo(repos["fork"], time_iters=1, epochs=5, trials=10)
+    assert report.ok, report.lines()
+    assert report.variant == "fork"
+    assert set(report.hours_per_trial) == {"meshhead", "gazegaussian"}
+    assert report.hours_per_study["meshhead"] == pytest.approx(10 * report.hours_per_trial["meshhead"])
+    assert any(line.startswith("WARN") and "orthogonality" in line for line in report.lines())
+    assert sum(line.startswith("OK      estimate") for line in report.lines()) == 2
+
+
+def test_check_repo_reports_a_failing_stage_in_one_line(tmp_path):
+    repo = contract.make_checkout(tmp_path / "repo", "upstream")
+    path = repo / "models/gaze_gaussian.py"
+    path.write_text(path.read_text().replace("def forward(self, data):",
+                                             "def forward(self, data):\n        raise "
+                                             "ValueError('renderer exploded')"))
+    problems = _problems(check_repo(repo, time_iters=1))
+    assert problems == ["PROBLEM timing: the gazegaussian stage failed: ValueError: renderer "
+                        "exploded"]
