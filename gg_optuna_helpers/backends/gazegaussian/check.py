@@ -21,7 +21,7 @@ import torch
 from ...errors import ConfigError
 from .checkout import inspect, missing_files
 from .data import data_files, split_keys
-from .options import FEATMAP_CHANNELS, orthogonality_works, supported
+from .options import FEATMAP_CHANNELS, MLP_GROUPS, orthogonality_works, supported
 
 ASSETS = {  # loaded at run time from the repo root; shipped in the repo's config_models.zip
     "configs/config_models/tets_data.npz": "MeshHead's tetrahedral grid",
@@ -128,9 +128,9 @@ def _check_options(report: RepoReport, checkout: Any) -> None:
             report.add("problem", "options", f"{stage} option {name!r} is missing from "
                        f"configs/{stage}_options.py, which the adapter needs.")
         if not absent:
-            report.add("ok", "options", f"{stage}: searchable here: "
-                       + ", ".join(f"{ours} ({theirs})" if ours != theirs else ours
-                                   for ours, theirs in searched.items()) + ".")
+            report.add("ok", "options", f"{stage}: searchable here: " + ", ".join(
+                f"{ours} ({' + '.join(MLP_GROUPS.get(ours, [theirs]))})" if ours != theirs
+                else ours for ours, theirs in searched.items()) + ".")
     if checkout.gazegaussian.get("featmap_nc", FEATMAP_CHANNELS) != FEATMAP_CHANNELS:
         report.add("problem", "options", f"featmap_nc is {checkout.gazegaussian['featmap_nc']}, "
                    f"but the rasterizer is built for {FEATMAP_CHANNELS} channels.")
