@@ -416,3 +416,13 @@ def test_check_repo_reports_a_failing_stage_in_one_line(tmp_path):
     problems = _problems(check_repo(repo, time_iters=1))
     assert problems == ["PROBLEM timing: the gazegaussian stage failed: ValueError: renderer "
                         "exploded"]
+
+
+@pytest.mark.parametrize("options, words", [
+    ({"iters_per_epoch": "lots"}, "iters_per_epoch must be a whole number >= 1, but got 'lots'"),
+    ({"val_samples": "0"}, "val_samples must be a whole number >= 1"),
+    ({"val_split": "people"}, "val_split must be one of subjects, frames"),
+])
+def test_bad_backend_options_are_one_sentence(tmp_path, repos, options, words):
+    with pytest.raises(ConfigError, match=words):
+        BACKEND.make_trainer(_ctx(tmp_path, repos["upstream"], "meshhead", **options))

@@ -21,7 +21,7 @@ import torch
 from ...errors import ConfigError
 from .checkout import inspect, missing_files
 from .data import data_files, split_keys
-from .options import FEATMAP_CHANNELS, MLP_GROUPS, orthogonality_works, supported
+from .options import DATA_DEFAULTS, FEATMAP_CHANNELS, MLP_GROUPS, orthogonality_works, supported
 
 ASSETS = {  # loaded at run time from the repo root; shipped in the repo's config_models.zip
     "configs/config_models/tets_data.npz": "MeshHead's tetrahedral grid",
@@ -97,8 +97,9 @@ def check_repo(repo: str | os.PathLike, data: str | os.PathLike | None = None, *
     report.variant = checkout.variant
     _check_options(report, checkout)
     _check_assets(report, root)
-    dataset = dataset or checkout.meshhead["dataset_name"]
-    folder = Path(data or root / checkout.meshhead["img_dir"]).expanduser().resolve()
+    repo_data = {**DATA_DEFAULTS, **checkout.meshhead}
+    dataset = dataset or repo_data["dataset_name"]
+    folder = Path(data or root / repo_data["img_dir"]).expanduser().resolve()
     held_out = Path(val_data or f"{folder}_test").expanduser().resolve()
     _check_data(report, root, dataset, {"train": folder,
                                         **({"val": held_out} if val_split == "subjects" else {})})

@@ -21,8 +21,10 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from ...errors import ConfigError
 from .checkout import source_function
+from .options import positive_int
 
 VAL_SPLITS = ("subjects", "frames")
+VAL_SAMPLES = 30
 
 
 def split_keys(root: Path, dataset: str) -> dict[str, list[str]]:
@@ -115,11 +117,11 @@ def validation_set(eth_xgaze: Any, opt: Any, train: Dataset, options: dict[str, 
     repo's own ``get_val_loader``. ``frames``: ``val_samples`` frames spread over the training
     set, then never trained on.
     """
-    count = int(options.get("val_samples", 30))
+    count = positive_int(options, "val_samples", VAL_SAMPLES)
     split = options.get("val_split", "subjects")
-    if split not in VAL_SPLITS or count < 1:
-        raise ConfigError(f"val_split must be one of {', '.join(VAL_SPLITS)} and val_samples >= 1, "
-                          f"but got val_split={split!r}, val_samples={count}.")
+    if split not in VAL_SPLITS:
+        raise ConfigError(f"Backend option val_split must be one of {', '.join(VAL_SPLITS)}, "
+                          f"but got {split!r}.")
     if split == "frames":
         held = spread(len(train), count)
         return Subset(train, held), frozenset(held)
@@ -127,6 +129,9 @@ def validation_set(eth_xgaze: Any, opt: Any, train: Dataset, options: dict[str, 
     loader = eth_xgaze.get_val_loader(opt, data_dir=str(val_folder), batch_size=1,
                                       num_val_images=per_subject, dataset_name=opt.dataset_name,
                                       num_workers=0, evaluate=None)
+    if not len(loader.dataset):
+        raise ConfigError(f"The held-out split in {val_folder} has no frames: check val_data, or "
+                          "use val_split=frames.")
     return Subset(loader.dataset, spread(len(loader.dataset), count)), frozenset()
 
 

@@ -29,6 +29,19 @@ DIT_EMBED_DIM = 512  # fixed inside the fork's DiTNeuralRenderer
 FEATMAP_CHANNELS = 32  # the 32-channel diff-gaussian-rasterization build
 LOSS_BEGIN = ("vgg_loss_begin", "angular_loss_begin")
 OVERRIDE_PREFIX = "opt."
+DATA_DEFAULTS = {"img_dir": "./data/ETH-XGaze", "dataset_name": "eth_xgaze"}  # the repo's
+
+
+def positive_int(options: dict[str, Any], name: str, default: int) -> int:
+    """Backend option ``name`` as an integer >= 1."""
+    raw = options.get(name, default)
+    try:
+        value = int(raw)
+    except (TypeError, ValueError):
+        value = 0
+    if value < 1 or str(raw).strip() not in (str(value), f"{value}.0"):
+        raise ConfigError(f"Backend option {name} must be a whole number >= 1, but got {raw!r}.")
+    return value
 
 
 def supported(stage: str, checkout: Checkout) -> dict[str, str]:

@@ -25,7 +25,7 @@ from ..mini.png import image_grid, write_png
 from .checkout import Checkout, enter
 from .coupling import load_meshhead, meshhead_widths
 from .data import TrainStream, data_files, fixed_random, split_keys, validation_set
-from .options import configure
+from .options import DATA_DEFAULTS, configure, positive_int
 from .state import compact, expand, rng_state, set_rng_state
 from .validation import Means, masked, objective, psnr, ssim
 
@@ -62,14 +62,12 @@ class RepoTrial:
     def __init__(self, ctx: TrainerContext, checkout: Checkout) -> None:
         options = ctx.options
         self.ctx, self.checkout = ctx, checkout
-        self.iters = int(options.get("iters_per_epoch", ITERS_PER_EPOCH))
-        if self.iters < 1:
-            raise ConfigError(f"iters_per_epoch must be >= 1, but got {self.iters}.")
+        self.iters = positive_int(options, "iters_per_epoch", ITERS_PER_EPOCH)
         self.cache_dir = Path(ctx.cache_dir).resolve()
-        defaults = checkout.options(self.stage)
-        data = Path(options.get("data") or checkout.root / defaults["img_dir"]).expanduser().resolve()
+        repo = {**DATA_DEFAULTS, **checkout.options(self.stage)}
+        data = Path(options.get("data") or checkout.root / repo["img_dir"]).expanduser().resolve()
         val_data = Path(options.get("val_data") or f"{data}_test").expanduser().resolve()
-        dataset = options.get("dataset", defaults["dataset_name"])
+        dataset = options.get("dataset", repo["dataset_name"])
         self._check_data(data, val_data, dataset, options.get("val_split", "subjects"))
         if not Path(ctx.trial_dir).is_absolute() and Path.cwd().resolve() != checkout.root:
             raise ConfigError(f"The trial folder {ctx.trial_dir} must be an absolute path: the "
@@ -84,7 +82,7 @@ class RepoTrial:
         configure(self.opt, self.stage, checkout, ctx.params, max_epochs=ctx.max_epochs,
                   options=options)
         self.opt.img_dir, self.opt.dataset_name = str(data), dataset
-        self.opt.num_workers = int(options.get("num_workers", self.opt.num_workers))
+        self.opt.num_workers = int(options.get("num_workers", getattr(self.opt, "num_workers", 0)))
         self.opt.logdir = str(Path(ctx.trial_dir).resolve() / "work_dirs")
         self.opt.load_meshhead_checkpoint = ""
 
