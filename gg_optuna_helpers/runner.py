@@ -147,7 +147,7 @@ def _launch(spec: TrialSpec) -> subprocess.Popen:
         return subprocess.Popen(
             [sys.executable, "-m", "gg_optuna_helpers.worker", str(path)],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-            cwd=spec.options.get("cwd"), start_new_session=True,
+            start_new_session=True,
         )
     finally:
         log.close()

@@ -146,13 +146,16 @@ class SearchSpace:
                         )
 
     def fitted(self, limits: Limits) -> SearchSpace:
-        """The default space clipped to hard choice limits (e.g. batch_size {1, 2} -> {1})."""
+        """The default space clipped to hard choice limits (e.g. batch_size {1, 2} -> {1});
+        a range whose backend allows only a few values becomes those values."""
         params = []
         for p in self.params:
             allowed = limits.choices.get(p.name)
-            if allowed is not None and p.values() is not None:
-                kept = tuple(v for v in p.values() if v in allowed)
-                p = replace(p, choices=kept or allowed)
+            if allowed is not None:
+                inside = (p.values() if p.values() is not None
+                          else [v for v in allowed if p.low <= v <= p.high])
+                kept = tuple(v for v in inside if v in allowed) or tuple(allowed)
+                p = replace(p, kind="categorical", choices=kept, low=None, high=None, log=False)
             params.append(p)
         return SearchSpace(self.stage, tuple(params))
 

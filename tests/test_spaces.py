@@ -73,6 +73,11 @@ def test_default_space_is_fitted_to_hard_limits():
     fitted = MESHHEAD.fitted(REAL_MH)
     assert fitted["batch_size"].choices == (1,)
     fitted.validate(REAL_MH)
+    no_ortho = Limits(params=frozenset(GAZEGAUSSIAN.names), embed_dim=512, featmap_size=128,
+                      choices={"orthogonality_loss_importance": (0.0,)})
+    fitted = GAZEGAUSSIAN.fitted(no_ortho)
+    assert fitted["orthogonality_loss_importance"].choices == (0.0,)
+    fitted.validate(no_ortho)
 
 
 @pytest.mark.parametrize("text, expected", [
