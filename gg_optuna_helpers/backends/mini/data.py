@@ -13,7 +13,7 @@ same images. Generation takes a few milliseconds and is cached per process.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -25,6 +25,8 @@ SESSIONS_PER_SUBJECT = 4
 GAZES_PER_SESSION = 6
 EYEBALL_RADIUS = 0.30
 EDGE = 1.0 / IMAGE_SIZE  # soft edge width: half a pixel in [-1, 1] coordinates
+POSE_RANGE = torch.tensor([0.06, 0.06, 0.12])  # shift x, shift y, roll: uniform in +-range
+GAZE_RANGE = torch.tensor([0.40, 0.50])  # pitch, yaw (radians): uniform in +-range
 
 _IRIS_PALETTE = torch.tensor(
     [[0.40, 0.24, 0.10], [0.28, 0.45, 0.72], [0.30, 0.50, 0.28], [0.50, 0.50, 0.52]]
@@ -58,6 +60,32 @@ class Split:
         return session_start + (target + shift) % GAZES_PER_SESSION
 
 
+@dataclass(frozen=True)
+class Batch:
+    """Training pairs: a source image and the target image of the same session (other gaze)."""
+
+    source: torch.Tensor
+    target: torch.Tensor
+    target_mask: torch.Tensor
+    pose: torch.Tensor
+    source_gaze: torch.Tensor
+    target_gaze: torch.Tensor
+
+    def __len__(self) -> int:
+        return self.source.shape[0]
+
+    def poisoned(self) -> Batch:
+        """The same batch with NaN source images (the ``nan`` fault hook)."""
+        return replace(self, source=torch.full_like(self.source, float("nan")))
+
+
+def make_batch(split: Split, source: torch.Tensor, target: torch.Tensor) -> Batch:
+    """Gather the pairs (source[i], target[i]) of ``split`` into a :class:`Batch`."""
+    source, target = source.to(split.images.device), target.to(split.images.device)
+    return Batch(split.images[source], split.images[target], split.masks[target],
+                 split.pose[target], split.gaze[source], split.gaze[target])
+
+
 def random_pairs(split: Split, count: int, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
     """``count`` (source, target) index pairs of distinct images from the same session."""
     target = torch.randperm(len(split), generator=generator)[:count]
@@ -80,9 +108,9 @@ def load_split(name: str) -> Split:
     generator = torch.Generator().manual_seed(DATA_SEED)
     looks = _random_looks(TRAIN_SUBJECTS + VAL_SUBJECTS, generator)
     poses = _uniform(generator, (TRAIN_SUBJECTS + VAL_SUBJECTS, SESSIONS_PER_SUBJECT, 3),
-                     torch.tensor([0.06, 0.06, 0.12]))
+                     POSE_RANGE)
     gazes = _uniform(generator, (TRAIN_SUBJECTS + VAL_SUBJECTS, SESSIONS_PER_SUBJECT,
-                                 GAZES_PER_SESSION, 2), torch.tensor([0.40, 0.50]))
+                                 GAZES_PER_SESSION, 2), GAZE_RANGE)
     per_subject = SESSIONS_PER_SUBJECT * GAZES_PER_SESSION
     subject = torch.arange(first, first + count).repeat_interleave(per_subject)
     pose = poses[first:first + count].repeat_interleave(GAZES_PER_SESSION, dim=1).reshape(-1, 3)
