@@ -155,7 +155,7 @@ class _Objective:
 
     def __call__(self, trial: optuna.Trial) -> float:
         cfg = self.cfg
-        original = RetryHeartbeatStaleTrialCallback.retried_trial_number(frozen(trial))
+        original = _retried_number(frozen(trial))
         params = cfg.space.suggest(trial)
         trial_dir = self.study_dir / f"trial_{trial.number if original is None else original:04d}"
         if original is None:
@@ -283,13 +283,19 @@ def _recover_dead_trials(study: optuna.Study, storage: StudyStorage) -> None:
 def _requeue_interrupted(study: optuna.Study, storage: StudyStorage) -> None:
     """Queue a retry of trials stopped by Ctrl-C, so the next run resumes them."""
     retry = storage.rdb.get_heartbeat_stale_trial_callback()
-    queued = {RetryHeartbeatStaleTrialCallback.retried_trial_number(t)
-              for t in study.get_trials(deepcopy=False)}
+    queued = {_retried_number(t) for t in study.get_trials(deepcopy=False)}
     for trial in study.get_trials(states=(TrialState.FAIL,)):
         if trial.user_attrs.get("failure") == "interrupted" and trial.number not in queued:
             trial.user_attrs = {k: v for k, v in trial.user_attrs.items()
                                 if k not in ("failure", "failure_log")}
             retry(study, trial)
+
+
+def _retried_number(trial: FrozenTrial) -> int | None:
+    """The original trial number of a re-queued trial (stable across repeated retries)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return RetryHeartbeatStaleTrialCallback.retried_trial_number(trial)
 
 
 def best_checkpoint(storage: StudyStorage | str, study_name: str) -> Path | None:
