@@ -1,38 +1,38 @@
 """Stage 2, the mini GazeGaussian: gaze redirection with a DiT neural renderer.
 
 Source image + target gaze -> the same subject at the target gaze. As in the real pipeline, the
-stage-1 MeshHead (frozen here) renders the 32-channel feature map of the subject at the target
-gaze, and the neural renderer, a DiT (:class:`~.nets.DiT`, embedding dim :data:`EMBED_DIM`, searched
-depth, heads and patch size), turns it, with the source image, into the output image. The DiT is
-conditioned (adaLN-Zero) on an appearance code of the source image plus a code of the target gaze.
+stage-1 MeshHead (frozen here) renders a 32-channel feature map of the subject at the target gaze,
+and a neural renderer, a DiT (:class:`~.nets.DiT`: embedding dim :data:`EMBED_DIM`, searched depth,
+heads and patch size), turns it and the source image into a correction of the MeshHead's RGB.
+The DiT is conditioned (adaLN-Zero) on an appearance code of the source image plus a code of the
+target gaze.
 
-Training loss (weights searched)::
+Training loss (weights searched; perceptual: :class:`~.losses.PerceptualLoss`)::
 
     L1 + vgg_importance * perceptual + eye_loss_importance * L1(eye region)
-       + gaze_loss_importance * gaze angle(frozen estimator(output), target gaze)
+       + gaze_loss_importance * angle(frozen gaze estimator(output), target gaze)
        + orthogonality_loss_importance * cos^2(appearance code, gaze code)
 
-The objective, on held-out subjects, is fixed (independent of every searched weight)::
+The objective, on held-out subjects, is fixed (independent of every searched value)::
 
     value = L1(image) + 0.005 * gaze_error_deg     (lower is better; PSNR recorded alongside)
+
+``gaze_error_deg`` is the mean angle between the target gaze and the gaze the frozen estimator
+reads from the output.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from ..base import TrainerContext
 from . import cache, data, gaze_estimator, meshhead
 from .losses import PerceptualLoss, orthogonality
-from .nets import DiT, ConvEncoder, mlp
+from .nets import ConvEncoder, DiT, mlp
 from .training import EpochTrainer, masked_l1, psnr
 
 EMBED_DIM = 64
-FEATMAP_SIZE = 16  # MeshHead feature-map size; upsampled to the image size for the DiT
 GAZE_ERROR_WEIGHT = 0.005
 DEFAULTS = {"lr": 1e-4, "dit_depth": 6, "dit_num_heads": 8, "dit_patch_size": 8,
             "vgg_importance": 0.1, "eye_loss_importance": 1.0, "gaze_loss_importance": 0.1,
@@ -55,22 +55,19 @@ class MiniGazeGaussian(nn.Module):
     def forward(self, batch: data.Batch) -> tuple[torch.Tensor, ...]:
         """Output image, MeshHead RGB, appearance code and gaze code."""
         with torch.no_grad():
-            features, head_rgb = (F.interpolate(x, size=data.IMAGE_SIZE, mode="bilinear")
-                                  for x in self.meshhead.render(
-                                      batch.source, batch.source_gaze, batch.pose,
-                                      batch.target_gaze, FEATMAP_SIZE))
+            features, head_rgb = self.meshhead.render(batch.source, batch.source_gaze,
+                                                      batch.pose, batch.target_gaze)
         appearance = self.appearance_encoder(batch.source)
         gaze_code = self.gaze_encoder(batch.target_gaze / data.GAZE_RANGE.to(features.device))
-        image = head_rgb + self.renderer(torch.cat([features, batch.source], 1),
-                                   appearance + gaze_code)
-        return image, head_rgb, appearance, gaze_code
+        residual = self.renderer(torch.cat([features, batch.source], 1), appearance + gaze_code)
+        return head_rgb + residual, head_rgb, appearance, gaze_code
 
 
 class GazeGaussianTrainer(EpochTrainer):
     """Trains :class:`MiniGazeGaussian` with the searched lr, DiT shape and loss weights."""
 
     samples_per_epoch = 64
-    val_pairs = 48
+    val_pairs = 32
     lr_scale = 300.0
     batch_size = 4
 
@@ -106,7 +103,7 @@ class GazeGaussianTrainer(EpochTrainer):
             image, head_rgb, _, _ = self.model(self.val_batch)
         return image, head_rgb
 
-    def validate(self) -> dict[str, Any]:
+    def validate(self) -> dict[str, float]:
         image, val = self.predict()[0], self.val_batch
         with torch.no_grad():
             gaze_error = gaze_estimator.angular_error(self.estimator(image.clamp(0, 1)),

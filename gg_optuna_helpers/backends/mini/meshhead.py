@@ -60,9 +60,9 @@ def sample(image: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
     return F.grid_sample(image, coords[:, None], align_corners=False)[:, :, 0].transpose(1, 2)
 
 
-def pixel_grid(device: str, size: int = data.IMAGE_SIZE) -> torch.Tensor:
-    """Pixel centres (size*size, 2) as (x, y) in [-1, 1], row-major."""
-    centers = (torch.arange(size, device=device) + 0.5) / size * 2 - 1
+def pixel_grid(device: str) -> torch.Tensor:
+    """Pixel centres (H*W, 2) as (x, y) in [-1, 1], row-major."""
+    centers = (torch.arange(data.IMAGE_SIZE, device=device) + 0.5) / data.IMAGE_SIZE * 2 - 1
     y, x = torch.meshgrid(centers, centers, indexing="ij")
     return torch.stack([x.flatten(), y.flatten()], dim=1)
 
@@ -110,10 +110,10 @@ class MiniMeshHead(nn.Module):
         return features, moved + self.to_rgb(features), eye_logit
 
     def render(self, source: torch.Tensor, source_gaze: torch.Tensor, pose: torch.Tensor,
-               gaze: torch.Tensor, size: int = data.IMAGE_SIZE
-               ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Whole images at ``size`` x ``size``: the feature map (B,32,.,.) and RGB (B,3,.,.)."""
-        features, rgb, _ = self(source, source_gaze, pose, gaze, pixel_grid(source.device, size))
+               gaze: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Whole images: the feature map (B,32,H,W) and RGB (B,3,H,W)."""
+        features, rgb, _ = self(source, source_gaze, pose, gaze, pixel_grid(source.device))
+        size = data.IMAGE_SIZE
 
         def as_image(x: torch.Tensor) -> torch.Tensor:
             return x.transpose(1, 2).reshape(x.shape[0], x.shape[2], size, size)
@@ -130,7 +130,7 @@ class MeshHeadTrainer(EpochTrainer):
     """Trains :class:`MiniMeshHead` with the searched ``lr`` and ``batch_size``."""
 
     samples_per_epoch = 64
-    val_pairs = 48
+    val_pairs = 32
     lr_scale = 100.0
 
     def __init__(self, ctx: TrainerContext) -> None:
