@@ -100,6 +100,8 @@ class StudyConfig:
 def run_study(config: StudyConfig) -> optuna.Study:
     """Create or resume the study and run it until ``n_trials`` trials have finished."""
     cfg = config.resolved()
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # our one line per trial replaces its
     storage = open_storage(cfg.storage, local_dir=cfg.local_dir,
                            heartbeat_interval=cfg.heartbeat_interval)
     study = _create_or_load(cfg, storage)
@@ -108,8 +110,6 @@ def run_study(config: StudyConfig) -> optuna.Study:
     log.info("Study %r (%s, %s backend) in %s", cfg.study_name, cfg.stage, cfg.backend,
              storage.describe())
     deadline = time.monotonic() + cfg.timeout if cfg.timeout else None
-    verbosity = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(optuna.logging.ERROR)  # our one line per trial replaces its
     try:
         while (left := cfg.n_trials - _count(study, FINISHED)) > 0:
             if objective.failures_in_a_row >= cfg.max_failures_in_a_row:

@@ -83,7 +83,7 @@ def _train(spec: TrialSpec) -> int:
         reason = _epochs(trainer, spec, progress)
     except Exception as e:  # noqa: BLE001 - classify, then let anything else crash
         if _is_oom(e):
-            print(f"out of memory: {e}", file=sys.stderr)
+            print(f"out of memory: {type(e).__name__}: {e}", file=sys.stderr)
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
             append_event(trial_dir, event="end", reason="oom", message=str(e)[:300])

@@ -57,13 +57,14 @@ def test_run_then_status_tells_the_truth(tmp_path):
     assert out.returncode == 0, out.stdout + out.stderr
     assert "Trial 0 (baseline): value" in out.stdout
     st = status(results)
-    assert st["finished"] == 3 and st["states"] == {"complete": 3}
+    assert st["finished"] == 3 and st["states"]["complete"] == 3 and "running" not in st["states"]
+    assert set(st["failures"]) <= {"diverged"}  # a sampled lr near 1e-2 may blow up, for real
     assert st["baseline"]["number"] == 0
-    assert st["best"]["value"] == min(t.value for t in trials(results))
+    assert st["best"]["value"] == min(t.value for t in trials(results) if t.value is not None)
     assert trials(results)[0].params["lr"] == 1e-3  # the repo's default is trial 0
     # run again: the total is already reached, nothing new starts
     again = cli(*run_args(results))
-    assert again.returncode == 0 and status(results)["trials"] == 3
+    assert again.returncode == 0 and status(results)["trials"] == st["trials"]
 
 
 def test_faults_are_recorded_and_the_study_goes_on(tmp_path):
@@ -71,7 +72,7 @@ def test_faults_are_recorded_and_the_study_goes_on(tmp_path):
     faults = {"1": {"kind": "oom", "epoch": 2}, "2": {"kind": "nan", "epoch": 2},
               "3": {"kind": "crash", "epoch": 1}, "4": {"kind": "hang", "epoch": 1}}
     out = cli(*run_args(results, "--backend-option", "faults=" + json.dumps(faults),
-                        "--epoch-timeout", "20", "--pruner", "none"), trials=2)
+                        "--epoch-timeout", "20", "--pruner", "none", trials=2))
     assert out.returncode == 0, out.stdout + out.stderr
     by_number = {t.number: t for t in trials(results)}
     assert [by_number[n].user_attrs["failure"] for n in (1, 2, 3, 4)] == [
