@@ -64,17 +64,16 @@ def test_data_is_fast_deterministic_and_split_by_subject():
 
 
 def test_the_iris_follows_the_gaze():
-    split = data.load_split("val")
-    look = {"skin": torch.tensor([[0.8, 0.6, 0.5]] * 2), "iris": torch.tensor([[0.1, 0.3, 0.6]] * 2),
-            "hair": torch.tensor([[0.2, 0.15, 0.1]] * 2), "half_width": torch.tensor([0.3] * 2),
-            "half_height": torch.tensor([0.15] * 2), "separation": torch.tensor([0.48] * 2),
-            "height": torch.tensor([0.0] * 2), "iris_radius": torch.tensor([0.12] * 2)}
-    images, masks = data.render(look, torch.zeros(2, 3), torch.tensor([[0.0, -0.4], [0.0, 0.4]]))
+    one_look = {"skin": [0.8, 0.6, 0.5], "iris": [0.1, 0.3, 0.6], "hair": [0.2, 0.15, 0.1],
+                "half_width": 0.3, "half_height": 0.15, "separation": 0.48, "height": 0.0,
+                "iris_radius": 0.12}
+    look = {name: torch.tensor([value, value]) for name, value in one_look.items()}
+    left_right = torch.tensor([[0.0, -0.4], [0.0, 0.4]])  # (pitch, yaw)
+    images, masks = data.render(look, torch.zeros(2, 3), left_right)
     darkness = (1 - images.mean(1)) * masks[:, 0]  # the iris and pupil inside the eyes
     columns = torch.arange(data.IMAGE_SIZE, dtype=torch.float)
     centroid_x = (darkness.sum(1) * columns).sum(1) / darkness.sum((1, 2))
     assert centroid_x[1] - centroid_x[0] > 2.0  # pixels: positive yaw looks to the right
-    assert len(split) == data.VAL_SUBJECTS * data.SESSIONS_PER_SUBJECT * data.GAZES_PER_SESSION
 
 
 def test_limits_and_defaults_are_the_spaces_and_the_real_repo_defaults():
@@ -172,6 +171,10 @@ def test_stage_two_uses_the_stage_one_checkpoint_or_a_cached_baseline(cache_dir,
     assert baseline.stat().st_mtime_ns == stamp  # loaded, not trained again
     assert again.shape_mlp.point_in.out_features == 256  # the default MeshHead
     assert not list(cache_dir.glob(".*.tmp"))
+
+    with pytest.raises(ConfigError, match="does not exist"):
+        make("gazegaussian", cache_dir, tmp_path,
+             options={"meshhead_checkpoint": str(tmp_path / "missing.pt")})
 
 
 def test_the_frozen_gaze_estimator_is_a_meaningful_judge(cache_dir):

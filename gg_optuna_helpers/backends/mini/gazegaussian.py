@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from ..base import TrainerContext
-from . import cache, data, gaze_estimator, meshhead
+from . import data, gaze_estimator, meshhead
 from .losses import PerceptualLoss, orthogonality
 from .nets import ConvEncoder, DiT, mlp
 from .training import EpochTrainer, masked_l1, psnr
@@ -75,11 +75,11 @@ class GazeGaussianTrainer(EpochTrainer):
         p = ctx.params
         checkpoint_path = ctx.options.get("meshhead_checkpoint")
         checkpoint = (meshhead.baseline_checkpoint(ctx) if checkpoint_path is None
-                      else cache.load(checkpoint_path, ctx.device))
+                      else meshhead.load_checkpoint(checkpoint_path, ctx.device))
         head = meshhead.frozen(checkpoint, ctx.device)
         self.estimator = gaze_estimator.load_frozen(ctx.cache_dir, ctx.device)
         self.perceptual = PerceptualLoss().to(ctx.device)
-        self.weights = {name: float(p[name]) for name in (
+        self.loss_weights = {name: float(p[name]) for name in (
             "vgg_importance", "eye_loss_importance", "gaze_loss_importance",
             "orthogonality_loss_importance")}
         super().__init__(ctx, lambda: MiniGazeGaussian(
@@ -88,7 +88,7 @@ class GazeGaussianTrainer(EpochTrainer):
 
     def loss(self, batch: data.Batch, generator: torch.Generator) -> torch.Tensor:
         image, _, appearance, gaze_code = self.model(batch)
-        w = self.weights
+        w = self.loss_weights
         return ((image - batch.target).abs().mean()
                 + w["vgg_importance"] * self.perceptual(image, batch.target)
                 + w["eye_loss_importance"] * masked_l1(image, batch.target, batch.target_mask)

@@ -24,12 +24,14 @@ held-out subjects and whole images, is fixed::
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ...errors import ConfigError
 from ..base import TrainerContext
 from . import cache, data
 from .nets import ConditionedMLP, ConvEncoder
@@ -172,6 +174,18 @@ class MeshHeadTrainer(EpochTrainer):
 
     def preview_columns(self) -> list[torch.Tensor]:
         return [self.val_batch.source, self.val_batch.target, self.predict()]
+
+
+def load_checkpoint(path: str | Path, device: str) -> dict[str, Any]:
+    """A stage-1 checkpoint (the worker's ``best.pt`` of a mini MeshHead trial)."""
+    if not Path(path).is_file():
+        raise ConfigError(f"meshhead_checkpoint {str(path)!r} does not exist: pass the best.pt "
+                          "of a mini MeshHead trial, or leave it out to use the baseline.")
+    checkpoint = cache.load(Path(path), device)
+    if checkpoint.get("backend", "mini") != "mini" or not {"params", "trainer"} <= set(checkpoint):
+        raise ConfigError(f"meshhead_checkpoint {str(path)!r} is not a mini MeshHead checkpoint "
+                          "(a torch.save dict with 'params' and 'trainer').")
+    return checkpoint
 
 
 def frozen(checkpoint: dict[str, Any], device: str) -> MiniMeshHead:
