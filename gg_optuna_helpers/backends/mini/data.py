@@ -7,7 +7,7 @@ session adds a head-pose jitter (shift and roll) shared by its images. Subjects 
 train and validation, so validation subjects are never trained on.
 
 The data seed is fixed (:data:`DATA_SEED`), independent of the trial seed: every trial sees the
-same images. Generation takes a few milliseconds and is cached per process.
+same images. Generation takes about 0.1 s and is cached per process.
 """
 
 from __future__ import annotations

@@ -43,6 +43,7 @@ def strike(fault: dict[str, Any] | None, epoch: int) -> bool:
             f"CUDA out of memory (injected by the mini backend's fault hook at epoch {epoch})")
     if kind == "crash":
         os._exit(CRASH_EXIT_CODE)
-    while kind == "hang":
-        time.sleep(3600)
-    return True
+    if kind == "hang":
+        while True:
+            time.sleep(3600)
+    return True  # "nan"

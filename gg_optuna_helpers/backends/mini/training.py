@@ -25,7 +25,6 @@ from torch import nn
 from ..base import TrainerContext
 from . import data, faults, png
 
-
 MOMENTUM = 0.9
 
 
