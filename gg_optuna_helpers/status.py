@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from typing import Any
 
 import optuna
+from optuna.storages import BaseStorage
 from optuna.trial import TrialState
 
 from .storage import StudyStorage, open_storage
 from .errors import ConfigError
 
 
-def load_study(storage: StudyStorage | str, study_name: str) -> optuna.Study:
-    """Load an existing study, or say which studies exist."""
-    rdb = storage.rdb if isinstance(storage, StudyStorage) else open_storage(storage).rdb
+def load_study(storage: StudyStorage | BaseStorage | str | os.PathLike,
+               study_name: str) -> optuna.Study:
+    """Load an existing study, or say which studies exist. ``storage``: opened, or a folder/URL."""
+    if isinstance(storage, StudyStorage):
+        rdb = storage.rdb
+    elif isinstance(storage, BaseStorage):
+        rdb = storage
+    else:
+        rdb = open_storage(storage).rdb
     try:
         return optuna.load_study(study_name=study_name, storage=rdb)
     except KeyError:
