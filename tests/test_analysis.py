@@ -218,6 +218,15 @@ def test_diverged_trials_lower_the_lr_ceiling(tmp_path):
     assert "space.replace(lr=(1e-05, 0.002))" in msg
 
 
+def test_the_suggested_lr_ceiling_keeps_the_best_trial(tmp_path):
+    study = new_study(tmp_path)
+    add(study, value=0.5, lr=1e-4)
+    add(study, value=0.3, lr=5e-3)  # the best trial ran above the smallest lr that diverged
+    add(study, TrialState.FAIL, lr=4e-3, epochs=1, failure="diverged")
+    msg = {f.code: f.message for f in diagnose(study)}["diverged"]
+    assert "space.replace(lr=(1e-05, 0.005))" in msg
+
+
 def test_each_finding_is_one_sentence(tmp_path):
     for f in diagnose(mixed_study(tmp_path)):
         assert f.message.endswith(".") and ". " not in f.message[:-1], f.message

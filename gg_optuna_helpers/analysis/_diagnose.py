@@ -47,7 +47,7 @@ def diagnose(study: optuna.Study) -> list[Finding]:
         findings += _edges(_best(study))
         findings += _no_gain(study, trials, len(complete))
     if failed["diverged"]:
-        findings.append(_diverged(failed["diverged"]))
+        findings.append(_diverged(failed["diverged"], complete))
     return findings
 
 
@@ -98,14 +98,16 @@ def _no_gain(study: optuna.Study, trials: list[FrozenTrial], n_complete: int) ->
         "space (other parameters, more epochs) before spending more GPU time on it."))]
 
 
-def _diverged(bad: list[FrozenTrial]) -> Finding:
+def _diverged(bad: list[FrozenTrial], complete: list[FrozenTrial]) -> Finding:
     lrs = [t.params["lr"] for t in bad if "lr" in t.params]
     example = ""
     if lrs:
         dist = next(t.distributions["lr"] for t in bad if "lr" in t.params)
-        low = dist.low
+        best = min(complete, key=lambda t: t.value, default=None)
+        keep = best.params.get("lr", 0) if best else 0  # never cut off the best trial's lr
+        ceiling = max(dist.low * 2, min(lrs) / 2, keep)
         example = (f" (the smallest that diverged was lr={min(lrs):.3g}), for example "
-                   f"space.replace(lr=({low:g}, {max(low * 2, min(lrs) / 2):.2g}))")
+                   f"space.replace(lr=({dist.low:g}, {ceiling:.2g}))")
     return Finding("diverged", (
         f"{len(bad)} trial(s) diverged (NaN or exploding loss): lower the learning-rate "
         f"ceiling{example}."))
