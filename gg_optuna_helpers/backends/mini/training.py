@@ -26,6 +26,7 @@ from ..base import TrainerContext
 from . import data, faults, png
 
 MOMENTUM = 0.9
+PREVIEW_ROWS = 4
 
 
 class EpochTrainer(ABC):
@@ -91,9 +92,11 @@ class EpochTrainer(ABC):
         self.optimizer.load_state_dict(state["optimizer"])
 
     def preview(self, path: Path) -> None:
+        """PNG grid: one row for each of 4 validation pairs spread over the subjects."""
         with torch.no_grad():
             columns = self.preview_columns()
-        png.write_png(path, png.image_grid([column[:4] for column in columns]))
+        rows = torch.linspace(0, self.val_pairs - 1, PREVIEW_ROWS).round().long()
+        png.write_png(path, png.image_grid([column[rows] for column in columns]))
 
 
 def psnr(prediction: torch.Tensor, target: torch.Tensor) -> float:
