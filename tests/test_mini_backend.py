@@ -36,9 +36,9 @@ def cache_dir(tmp_path_factory) -> Path:
 
 
 def make(stage: str, cache: Path, tmp: Path, seed: int = 0, options: dict | None = None,
-         **params):
+         device: str = "cpu", **params):
     ctx = TrainerContext(stage=stage, params={**BACKEND.defaults(stage, {}), **params},
-                         max_epochs=10, seed=seed, device="cpu", trial_dir=tmp, cache_dir=cache,
+                         max_epochs=10, seed=seed, device=device, trial_dir=tmp, cache_dir=cache,
                          options=options or {})
     return BACKEND.make_trainer(ctx)
 
@@ -210,6 +210,16 @@ def test_preview_is_a_valid_png(stage, cache_dir, tmp_path):
     idat_length = struct.unpack(">I", raw[33:37])[0]
     assert raw[37:41] == b"IDAT"
     assert len(zlib.decompress(raw[41:41 + idat_length])) == height * (1 + 3 * width)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("stage", ["meshhead", "gazegaussian"])
+def test_training_runs_on_cuda(stage, tmp_path):
+    trainer = make(stage, tmp_path / "cache", tmp_path, device="cuda")
+    (loss, value), = run(trainer, 1)
+    assert math.isfinite(loss) and math.isfinite(value)
+    assert all(p.is_cuda for p in trainer.model.parameters())
+    trainer.preview(tmp_path / "preview.png")
 
 
 def test_nan_fault_makes_the_real_loss_nan(cache_dir, tmp_path):
