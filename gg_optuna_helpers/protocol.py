@@ -21,7 +21,7 @@ SPEC, METRICS, LOG, STOP = "spec.json", "metrics.jsonl", "worker.log", "STOP"
 LAST, BEST, PREVIEW = "last.pt", "best.pt", "preview.png"
 
 # Worker exit codes. Anything else (including death by a signal) is a crash.
-EXIT_OK, EXIT_OOM, EXIT_DIVERGED = 0, 3, 4
+EXIT_OK, EXIT_OOM, EXIT_DIVERGED, EXIT_DISK_FULL = 0, 3, 4, 5
 END_REASONS = ("done", "early_stop", "stopped", "oom", "diverged")
 
 

@@ -8,6 +8,7 @@ lines of the worker log; the study goes on.
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import subprocess
@@ -20,9 +21,10 @@ from pathlib import Path
 import optuna
 
 from .errors import TrialFailed
-from .protocol import EXIT_DIVERGED, EXIT_OK, EXIT_OOM, LOG, STOP, EventReader, TrialSpec
+from .protocol import (EXIT_DISK_FULL, EXIT_DIVERGED, EXIT_OK, EXIT_OOM, LOG, STOP, EventReader,
+                       TrialSpec)
 
-EXIT_REASONS = {EXIT_OOM: "oom", EXIT_DIVERGED: "diverged", 5: "disk_full"}
+EXIT_REASONS = {EXIT_OOM: "oom", EXIT_DIVERGED: "diverged", EXIT_DISK_FULL: "disk_full"}
 
 
 @dataclass
@@ -50,7 +52,12 @@ def run_trial(trial: optuna.Trial, spec: TrialSpec, *, limits: Limits,
     """Train ``spec`` in a child process; raise TrialPruned or TrialFailed, or return."""
     reader = EventReader(spec.trial_dir)
     (Path(spec.trial_dir) / STOP).unlink(missing_ok=True)
-    child = _launch(spec)
+    try:
+        child = _launch(spec)
+    except OSError as e:
+        if e.errno == errno.ENOSPC:
+            raise TrialFailed("disk_full", _disk_full(spec.trial_dir)) from None
+        raise
     relay = _Relay(trial)
     started = last_epoch_at = time.monotonic()
     try:
@@ -68,7 +75,7 @@ def run_trial(trial: optuna.Trial, spec: TrialSpec, *, limits: Limits,
                 for event in reader.read():
                     relay.handle(event)
                 relay.finish()
-                return _outcome(code, relay)
+                return _outcome(code, relay, spec.trial_dir)
             now = time.monotonic()
             if limits.trial_timeout and now - started > limits.trial_timeout:
                 _fail_timeout(child, spec, limits, f"trial ran past {limits.trial_timeout:g} s")
@@ -121,15 +128,22 @@ class _Relay:
             self.trial.set_user_attr("seconds_per_epoch", self.seconds / self.epochs)
 
 
-def _outcome(code: int, relay: _Relay) -> Outcome:
+def _outcome(code: int, relay: _Relay, trial_dir: str) -> Outcome:
     end = relay.end or {}
     if code == EXIT_OK and end.get("reason") in ("done", "early_stop"):
         if end["reason"] == "early_stop":
             relay.trial.set_user_attr("early_stopped_at", end["last_epoch"])
         return Outcome(end["best_value"], end["reason"], relay.epochs, end["best_epoch"])
     reason = EXIT_REASONS.get(code, "crashed")
+    if code == EXIT_DISK_FULL:  # the worker could not write a word of its own
+        raise TrialFailed(reason, _disk_full(trial_dir))
     detail = end.get("message") or _describe_exit(code)
     raise TrialFailed(reason, detail)
+
+
+def _disk_full(trial_dir: str) -> str:
+    return (f"no space left on the disk of {trial_dir} for checkpoints and metrics: free some "
+            "space or choose another --results-dir, then run again")
 
 
 def _describe_exit(code: int) -> str:

@@ -197,8 +197,11 @@ class _Objective:
 
     def _upload(self, trial: optuna.Trial, path: Path) -> None:
         if path.exists() and path.stat().st_size <= ARTIFACT_MAX_BYTES:
-            optuna.artifacts.upload_artifact(artifact_store=self.artifacts, file_path=str(path),
-                                             study_or_trial=trial)
+            try:
+                optuna.artifacts.upload_artifact(artifact_store=self.artifacts,
+                                                 file_path=str(path), study_or_trial=trial)
+            except OSError as e:  # e.g. a full disk: the trial's own files are what matter
+                log.warning("Could not keep %s as an artifact (%s).", path, e.strerror or e)
 
     def after_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
         self.storage.snapshot(force=True)

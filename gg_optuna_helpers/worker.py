@@ -8,6 +8,7 @@ validates, saves ``last.pt`` (and ``best.pt``), then appends a metrics line. Sto
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import math
@@ -23,10 +24,9 @@ from pathlib import Path
 import torch
 
 from .backends import TrainerContext, get_backend
-from .protocol import (BEST, EXIT_DIVERGED, EXIT_OK, EXIT_OOM, LAST, PREVIEW, STOP, TrialSpec,
-                       append_event)
+from .protocol import (BEST, EXIT_DISK_FULL, EXIT_DIVERGED, EXIT_OK, EXIT_OOM, LAST, PREVIEW,
+                       STOP, TrialSpec, append_event)
 
-EXIT_DISK_FULL = 5
 CHECKPOINT_FORMAT = 1
 
 
@@ -88,8 +88,9 @@ def _train(spec: TrialSpec) -> int:
                 torch.cuda.empty_cache()
             append_event(trial_dir, event="end", reason="oom", message=str(e)[:300])
             return EXIT_OOM
-        if isinstance(e, OSError) and e.errno == errno.ENOSPC:
-            print(f"disk full: {e}", file=sys.stderr)
+        if _is_disk_full(e):
+            with contextlib.suppress(OSError):  # the log may sit on the same full disk
+                print(f"disk full: {os.strerror(errno.ENOSPC)} ({e})", file=sys.stderr)
             return EXIT_DISK_FULL
         raise
     if reason == "diverged":
@@ -136,10 +137,16 @@ def _resume(trainer, spec: TrialSpec) -> Progress:
 def _save(trainer, spec: TrialSpec, progress: Progress, path: Path) -> None:
     """Atomic checkpoint: write a temporary file, then rename."""
     tmp = path.with_name(f".{path.name}.tmp")
-    torch.save({"format": CHECKPOINT_FORMAT, "backend": spec.backend, "stage": spec.stage,
-                "params": spec.params, "epoch": progress.next_epoch - 1,
-                "best_value": progress.best_value, "progress": progress.__dict__,
-                "trainer": trainer.state_dict()}, tmp)
+    try:
+        # Through a file object: a full disk then raises OSError(ENOSPC), not a bare RuntimeError.
+        with open(tmp, "wb") as f:
+            torch.save({"format": CHECKPOINT_FORMAT, "backend": spec.backend, "stage": spec.stage,
+                        "params": spec.params, "epoch": progress.next_epoch - 1,
+                        "best_value": progress.best_value, "progress": progress.__dict__,
+                        "trainer": trainer.state_dict()}, f)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a partial file would keep the disk full for later trials
+        raise
     os.replace(tmp, path)
 
 
@@ -154,6 +161,15 @@ def _is_oom(e: BaseException) -> bool:
         return True
     text = str(e).lower()
     return isinstance(e, RuntimeError) and ("out of memory" in text or "can't allocate" in text)
+
+
+def _is_disk_full(e: BaseException | None) -> bool:
+    """ENOSPC anywhere in the chain: torch.save turns it into the context of a RuntimeError."""
+    while e is not None:
+        if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+            return True
+        e = e.__cause__ or e.__context__
+    return False
 
 
 def _watch(trial_dir: Path, parent_pid: int) -> None:
