@@ -1,0 +1,195 @@
+"""Run a study in-process on the ``mini`` trainers, deciding exactly as the package does.
+
+The pruning and search benchmarks compare presets, not machinery, so they skip the child
+process and the database (``bench_overhead.py`` measures those) and drive the SAME trainers
+the worker builds, with the package's pieces:
+
+- the space of ``StudyConfig(...).resolved()`` (default space fitted to the backend) and its
+  ``suggest``; the backend's defaults enqueued as trial 0 (the baseline);
+- ``make_sampler`` / ``make_pruner`` presets, seeded and sized as ``run_study`` does;
+- per epoch: ``train_epoch``, ``validate``, a non-finite value fails the trial (``diverged``),
+  ``trial.report``, ``should_prune``, then the worker's early stopping (its ``Progress``,
+  patience 5 after the pruner's warm-up); a trial returns its best epoch's value.
+
+Curves are shared, time is charged. A mini trainer is deterministic given (stage, params,
+seed): every batch comes from a generator seeded by (seed, epoch) and nothing else draws random
+numbers. So the studies of one seed (which share trial 0 and their sampler's random start-up
+trials) train each configuration once, through one :class:`CurveBank`, and replay known epochs.
+A study's time is then its measured wall time, with the training it actually did replaced by
+the measured seconds (trainer build + epochs) of every trial and epoch it used: what it would
+have taken alone, without the noise of re-measuring the same epochs.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from gg_optuna_helpers.backends import TrainerContext, get_backend
+from gg_optuna_helpers.presets import make_pruner, make_sampler, warmup_epochs
+from gg_optuna_helpers.spaces import SearchSpace
+from gg_optuna_helpers.study import StudyConfig
+from gg_optuna_helpers.worker import Progress
+
+PATIENCE = StudyConfig.patience  # the package's default early stopping
+LIVE_TRAINERS = 24  # trainers kept in memory to continue a curve; older ones are rebuilt
+
+
+class Diverged(Exception):
+    """A non-finite training loss or validation value: the worker ends such a trial as failed."""
+
+
+def package_space(stage: str, edits: dict[str, Any] | None = None) -> SearchSpace:
+    """The search space ``run_study`` would use for ``stage`` on the mini backend."""
+    return StudyConfig(stage=stage, edits=dict(edits or {})).resolved().space
+
+
+@dataclass
+class Curve:
+    """One configuration's validation values and measured seconds, epoch by epoch."""
+
+    setup_seconds: float = 0.0
+    values: list[float] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)
+    diverged_at: int | None = None
+
+
+class CurveBank:
+    """Trains each (params) configuration of one stage and seed once, on demand."""
+
+    def __init__(self, stage: str, seed: int, max_epochs: int, cache_dir: Path) -> None:
+        self.stage, self.seed, self.max_epochs, self.cache_dir = stage, seed, max_epochs, cache_dir
+        self.backend = get_backend("mini")
+        self.curves: dict[tuple, Curve] = {}
+        self.trainers: OrderedDict[tuple, Any] = OrderedDict()
+        self.trained_seconds = 0.0  # real seconds spent training, all studies together
+        self.epochs_trained = 0  # real epochs trained (replays excluded)
+
+    def epoch(self, params: dict[str, Any], epoch: int) -> tuple[float, float, Curve]:
+        """The value and charged seconds of ``epoch`` (from 1) of ``params``; raises Diverged."""
+        key = tuple(sorted(params.items()))
+        curve = self.curves.setdefault(key, Curve())
+        if curve.diverged_at is not None and epoch >= curve.diverged_at:
+            raise Diverged(epoch)
+        while len(curve.values) < epoch:
+            self._train_next(key, params, curve)
+            if curve.diverged_at is not None:
+                raise Diverged(epoch)
+        return curve.values[epoch - 1], curve.seconds[epoch - 1], curve
+
+    def _train_next(self, key: tuple, params: dict[str, Any], curve: Curve) -> None:
+        start = time.perf_counter()
+        trainer = self.trainers.pop(key, None)
+        if trainer is None:
+            trainer = self._build(params)
+            for done in range(1, len(curve.values) + 1):  # evicted earlier: retrain, uncharged
+                trainer.train_epoch(done)
+            if not curve.setup_seconds:
+                curve.setup_seconds = time.perf_counter() - start
+        epoch = len(curve.values) + 1
+        epoch_start = time.perf_counter()
+        loss = trainer.train_epoch(epoch).get("loss", 0.0)
+        value = trainer.validate()["value"] if math.isfinite(loss) else math.nan
+        now = time.perf_counter()
+        self.trained_seconds += now - start
+        self.epochs_trained += 1
+        if not (math.isfinite(loss) and math.isfinite(value)):
+            curve.diverged_at = epoch
+            curve.seconds.append(now - epoch_start)
+            return
+        curve.values.append(value)
+        curve.seconds.append(now - epoch_start)
+        if epoch < self.max_epochs:
+            self.trainers[key] = trainer
+            while len(self.trainers) > LIVE_TRAINERS:
+                self.trainers.popitem(last=False)
+
+    def _build(self, params: dict[str, Any]):
+        return self.backend.make_trainer(TrainerContext(
+            stage=self.stage, params=dict(params), max_epochs=self.max_epochs, seed=self.seed,
+            device="cpu", trial_dir=self.cache_dir, cache_dir=self.cache_dir))
+
+
+@dataclass
+class StudyResult:
+    """What one in-process study cost and found."""
+
+    sampler: str
+    pruner: str
+    seed: int
+    best: float  # best completed value
+    baseline: float  # trial 0's value (the backend's defaults), nan if it did not complete
+    epochs: int  # epochs trained, all trials (a pruned trial counts up to its pruning epoch)
+    seconds: float  # charged wall time (see the module docstring)
+    optuna_seconds: float  # the part spent in Optuna and the loop itself
+    states: dict[str, int]
+    best_so_far: list[float]  # after each trial, in order
+
+    def trials_to_reach(self, value: float) -> int | None:
+        """How many trials this study needed to reach ``value`` or better (None: never)."""
+        for n, best in enumerate(self.best_so_far, 1):
+            if best <= value:
+                return n
+        return None
+
+
+def run_inprocess(bank: CurveBank, space: SearchSpace, *, sampler: str, pruner: str,
+                  n_trials: int, patience: int | None = PATIENCE) -> StudyResult:
+    """One study of ``n_trials`` trials over ``bank``'s trainers, as ``run_study`` decides."""
+    seed, max_epochs = bank.seed, bank.max_epochs
+    study = optuna.create_study(
+        direction="minimize", study_name=f"mini_{bank.stage}_seed{seed}",
+        sampler=make_sampler(sampler, seed=seed, n_trials=n_trials),
+        pruner=make_pruner(pruner, max_epochs=max_epochs))
+    defaults = bank.backend.defaults(bank.stage, {})
+    study.enqueue_trial({k: v for k, v in defaults.items() if k in space.names},
+                        user_attrs={"baseline": True})
+    warmup = warmup_epochs(pruner, max_epochs)
+    charged = {"seconds": 0.0, "epochs": 0}
+
+    def objective(trial: optuna.Trial) -> float:
+        params = space.suggest(trial)
+        progress = Progress()
+        for epoch in range(1, max_epochs + 1):
+            charged["epochs"] += 1
+            try:
+                value, seconds, curve = bank.epoch(params, epoch)
+            except Diverged:
+                curve = bank.curves[tuple(sorted(params.items()))]
+                charged["seconds"] += curve.seconds[-1] + (curve.setup_seconds if epoch == 1 else 0)
+                raise
+            charged["seconds"] += seconds + (curve.setup_seconds if epoch == 1 else 0)
+            trial.report(value, epoch)
+            progress.update(epoch, value, 0.0)
+            if trial.should_prune():
+                raise optuna.TrialPruned()
+            if patience and epoch > warmup and progress.since_improvement >= patience:
+                break
+        return progress.best_value
+
+    trained_before = bank.trained_seconds
+    start = time.perf_counter()
+    study.optimize(objective, n_trials=n_trials, catch=(Diverged,))
+    wall = time.perf_counter() - start
+    optuna_seconds = wall - (bank.trained_seconds - trained_before)
+    trials = study.get_trials(deepcopy=False)
+    best_so_far, best = [], math.inf
+    for t in trials:
+        if t.state == TrialState.COMPLETE:
+            best = min(best, t.value)
+        best_so_far.append(best)
+    baseline = trials[0].value if trials[0].state == TrialState.COMPLETE else math.nan
+    return StudyResult(
+        sampler=sampler, pruner=pruner, seed=seed, best=best, baseline=baseline,
+        epochs=charged["epochs"], seconds=charged["seconds"] + optuna_seconds,
+        optuna_seconds=optuna_seconds,
+        states={s.name.lower(): sum(t.state == s for t in trials) for s in
+                (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)},
+        best_so_far=best_so_far)
