@@ -1,0 +1,229 @@
+"""Overhead: what the helper adds per trial and per epoch, against a plain in-process loop.
+
+Both run the same MeshHead trainer of the ``mini`` backend, every parameter fixed at the
+backend's defaults, no pruning, no early stopping. The helper path is ``run_study``: a child
+process per trial, the live SQLite database and a snapshot after each trial, a checkpoint every
+epoch. The plain path is a textbook in-process Optuna loop (in-memory storage, no checkpoints).
+
+A trial's overhead is its cycle (one trial start to the next, from Optuna's timestamps) minus
+the training it did (``train_epoch`` + ``validate`` seconds, measured where they ran), so the
+noise of the training itself cancels. Two epoch counts separate the per-trial and per-epoch
+parts. Targets: at most 1.5 s per trial and 20 ms per epoch::
+
+    python bench/bench_overhead.py            # 6 trials at 2 and at 8 epochs, each path
+    python bench/bench_overhead.py --quick    # 3 trials at 1 and at 3 epochs
+"""
+
+from __future__ import annotations
+
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import optuna
+from optuna.trial import TrialState
+
+from _common import banner, parser, save, start, table
+from _inprocess import package_space
+
+from gg_optuna_helpers.backends import TrainerContext, get_backend
+from gg_optuna_helpers.protocol import TrialSpec, append_event
+from gg_optuna_helpers.runner import _Relay
+from gg_optuna_helpers.storage import open_storage
+from gg_optuna_helpers.study import StudyConfig, run_study
+from gg_optuna_helpers.worker import Progress, _save
+
+STAGE = "meshhead"
+TRIAL_TARGET_S, EPOCH_TARGET_S = 1.5, 0.020
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = parser(__doc__)
+    p.add_argument("--trials", type=int, help="trials per run (default: 5; quick: 3)")
+    args = p.parse_args(argv)
+    start(args)
+    n_trials = args.trials or (3 if args.quick else 6)
+    short, long = (1, 3) if args.quick else (2, 8)
+    defaults = get_backend("mini").defaults(STAGE, {})
+    work = args.out / "overhead_work"
+    shutil.rmtree(work, ignore_errors=True)
+    settings = {
+        "stage": f"{STAGE} (mini backend, CPU, 1 thread), every parameter at its default",
+        "trials per run": f"{n_trials} (overhead from the {n_trials - 1} cycles between starts)",
+        "epochs per trial": f"{short} and {long}", "pruner": "none", "early stopping": "off",
+        "helper": "run_study, folder storage (live SQLite + snapshots), heartbeat 10 s",
+        "plain": "optuna.create_study() in memory, trainer in-process, no checkpoints",
+    }
+    banner("Overhead of the helper per trial and per epoch", settings)
+    started = time.perf_counter()
+    _warm_up(work / "warm_up", defaults)
+    measured = {}
+    for epochs in (short, long):
+        for path in ("plain", "helper"):
+            run = _helper if path == "helper" else _plain
+            measured[path, epochs] = run(work / f"{path}_{epochs}", defaults, n_trials, epochs)
+            print(f"   {path:<6} {epochs} epochs: {measured[path, epochs]:.3f} s overhead "
+                  "per trial", flush=True)
+
+    added = {e: measured["helper", e] - measured["plain", e] for e in (short, long)}
+    per_epoch = (added[long] - added[short]) / (long - short)
+    per_trial = added[short] - per_epoch * short
+    parts = _components(work / "parts", defaults)
+    shutil.rmtree(work, ignore_errors=True)
+
+    rows = [[f"{path} ({e} epochs)", f"{measured[path, e]:.3f}"]
+            for e in (short, long) for path in ("plain", "helper")]
+    body = table(["path", "overhead per trial, s (cycle minus training)"], rows)
+    body += "\n\n" + table(["what the helper adds", "seconds", "target", "vs target"], [
+        ["per trial (at 0 epochs)", f"{per_trial:.3f}", f"{TRIAL_TARGET_S:g}",
+         f"{per_trial / TRIAL_TARGET_S:.2f}x"],
+        ["per epoch", f"{per_epoch:.4f}", f"{EPOCH_TARGET_S:g}",
+         f"{per_epoch / EPOCH_TARGET_S:.2f}x"],
+    ])
+    body += "\n\n" + table(["component, measured alone", "seconds"], [
+        ["child start: `python -m gg_optuna_helpers.worker` for 0 epochs", f"{parts['child']:.3f}"],
+        ["  of which `import torch` in a fresh interpreter", f"{parts['import_torch']:.3f}"],
+        ["same trainer built in-process (the plain loop's cost)", f"{parts['build']:.3f}"],
+        ["snapshot of the study database (after each trial)", f"{parts['snapshot']:.4f}"],
+        ["per epoch, in the child: checkpoint `last.pt` (and `best.pt` on a new best)",
+         f"{parts['checkpoint']:.4f}"],
+        ["per epoch, in the child: `preview.png` on a new best", f"{parts['preview']:.4f}"],
+        ["per epoch, in the child: metrics line (with fsync)", f"{parts['metrics_line']:.4f}"],
+        ["per epoch, in the parent: report + user attrs + should_prune on SQLite",
+         f"{parts['report']:.4f}"],
+    ])
+    print(body)
+    targets = [
+        {"target": f"<= {TRIAL_TARGET_S:g} s added per trial", "figure": f"{per_trial:.2f} s",
+         "met": per_trial <= TRIAL_TARGET_S},
+        {"target": f"<= {EPOCH_TARGET_S * 1000:g} ms added per epoch",
+         "figure": f"{per_epoch * 1000:.0f} ms", "met": per_epoch <= EPOCH_TARGET_S},
+    ]
+    for t in targets:
+        print(f"target: {t['target']}: {t['figure']} -> {'met' if t['met'] else 'NOT met'}")
+    print(f"   ({time.perf_counter() - started:.0f} s)")
+    figures = {"overhead_per_trial": {f"{k[0]}_{k[1]}": v for k, v in measured.items()},
+               "added_per_trial": per_trial, "added_per_epoch": per_epoch, "components": parts}
+    body += ("\n\nThe per-trial and per-epoch figures come from the end-to-end runs; the components "
+             "are measured alone to show where the time goes. The parent's per-epoch work runs "
+             "while the child trains the next epoch (on a GPU machine it overlaps training).\n")
+    save(args, "overhead", settings=settings, figures=figures, targets=targets, markdown=body)
+    return 0
+
+
+def _cycles(trials: list[optuna.trial.FrozenTrial], trained: dict[int, float]) -> float:
+    """Mean over consecutive trials of (next start - this start - this trial's training)."""
+    trials = sorted(trials, key=lambda t: t.number)
+    gaps = [(b.datetime_start - a.datetime_start).total_seconds() - trained[a.number]
+            for a, b in zip(trials, trials[1:])]
+    return statistics.fmean(gaps)
+
+
+def _helper(work: Path, defaults: dict, n_trials: int, epochs: int) -> float:
+    cfg = StudyConfig(stage=STAGE, storage=str(work / "results"), local_dir=str(work / "local"),
+                      n_trials=n_trials, max_epochs=epochs, pruner="none", patience=None,
+                      device="cpu", edits=dict(defaults), show_progress_bar=False)
+    study = run_study(cfg)
+    trials = study.get_trials(deepcopy=False)
+    assert all(t.state == TrialState.COMPLETE for t in trials), [t.state for t in trials]
+    trained = {t.number: t.user_attrs["epochs"] * t.user_attrs["seconds_per_epoch"]
+               for t in trials}
+    return _cycles(trials, trained)
+
+
+def _plain(work: Path, defaults: dict, n_trials: int, epochs: int) -> float:
+    space = package_space(STAGE, defaults)
+    backend = get_backend("mini")
+    trained: dict[int, float] = {}
+    work.mkdir(parents=True, exist_ok=True)
+
+    def objective(trial: optuna.Trial) -> float:
+        params = space.suggest(trial)
+        trainer = backend.make_trainer(TrainerContext(
+            stage=STAGE, params=params, max_epochs=epochs, seed=42, device="cpu",
+            trial_dir=work, cache_dir=work / ".cache"))
+        best, seconds = float("inf"), 0.0
+        for epoch in range(1, epochs + 1):
+            t0 = time.perf_counter()
+            trainer.train_epoch(epoch)
+            value = trainer.validate()["value"]
+            seconds += time.perf_counter() - t0
+            trial.report(value, epoch)
+            if trial.should_prune():
+                raise optuna.TrialPruned()
+            best = min(best, value)
+        trained[trial.number] = seconds
+        return best
+
+    study = optuna.create_study(direction="minimize", pruner=optuna.pruners.NopPruner())
+    study.optimize(objective, n_trials=n_trials)
+    return _cycles(study.get_trials(deepcopy=False), trained)
+
+
+def _warm_up(work: Path, defaults: dict) -> None:
+    """Pay the plain loop's once-per-process costs (data, the first optimizer imports
+    ``torch._dynamo``) before measuring: a study pays them once, not per trial."""
+    work.mkdir(parents=True, exist_ok=True)
+    trainer = get_backend("mini").make_trainer(TrainerContext(
+        stage=STAGE, params=dict(defaults), max_epochs=1, seed=42, device="cpu",
+        trial_dir=work, cache_dir=work / ".cache"))
+    trainer.train_epoch(1)
+    trainer.validate()
+
+
+def _components(work: Path, defaults: dict) -> dict[str, float]:
+    """Each per-trial and per-epoch cost of the helper, measured alone (medians)."""
+    work.mkdir(parents=True, exist_ok=True)
+    spec = TrialSpec(backend="mini", stage=STAGE, params=dict(defaults), max_epochs=0,
+                     trial_dir=str(work), cache_dir=str(work / ".cache"), device="cpu")
+    path = spec.write()
+    child = _median(lambda: subprocess.run(
+        [sys.executable, "-m", "gg_optuna_helpers.worker", str(path)], check=True,
+        capture_output=True), 3)
+    import_torch = _median(lambda: subprocess.run([sys.executable, "-c", "import torch"],
+                                                  check=True), 3)
+    backend = get_backend("mini")
+    ctx = TrainerContext(stage=STAGE, params=dict(defaults), max_epochs=1, seed=42, device="cpu",
+                         trial_dir=work, cache_dir=work / ".cache")
+    build = _median(lambda: backend.make_trainer(ctx), 3)
+    trainer = backend.make_trainer(ctx)
+    trainer.train_epoch(1)
+    checkpoint = _median(lambda: _save(trainer, spec, Progress(next_epoch=2), work / "last.pt"), 5)
+    preview = _median(lambda: trainer.preview(work / "preview.png"), 5)
+    parts = {k: v for k, v in trainer.validate().items() if k != "value"}
+    event = {"event": "epoch", "epoch": 1, "value": 0.1, "parts": parts, "train": {"loss": 0.1},
+             "seconds": 0.3}
+    metrics = _median(lambda: append_event(work, **event), 5)
+    storage = open_storage(work / "db", local_dir=work / "local")
+    study = optuna.create_study(study_name="snapshot", storage=storage.rdb)
+    with warnings.catch_warnings():  # ask/tell on a heartbeat storage: fine for a timing
+        warnings.simplefilter("ignore")
+        for _ in range(20):  # a database the size of a small study's
+            trial = study.ask()
+            for epoch in range(1, 11):
+                trial.report(0.1, epoch)
+            study.tell(trial, 0.1)
+        relay = _Relay(study.ask())
+        epochs = iter(range(1, 1000))
+        report = _median(lambda: relay.handle(dict(event, epoch=next(epochs))), 9)
+    snapshot = _median(lambda: storage.snapshot(force=True), 5)
+    return {"child": child, "import_torch": import_torch, "build": build,
+            "checkpoint": checkpoint, "preview": preview, "metrics_line": metrics,
+            "report": report, "snapshot": snapshot}
+
+
+def _median(call, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
