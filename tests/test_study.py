@@ -143,8 +143,9 @@ def test_interrupt_leaves_nothing_running_and_requeues(tmp_path):
 
 def test_pruning_and_stage_coupling(tmp_path):
     results = tmp_path / "r"
-    out = cli(*run_args(results, "--pruner", "median", trials=6, epochs=8))
+    out = cli(*run_args(results, "--pruner", "median", trials=5, epochs=6))
     assert out.returncode == 0, out.stderr
+    assert status(results)["states"].get("pruned", 0) >= 1 and "pruned at epoch" in out.stdout
     out = cli(*run_args(results, stage="gazegaussian", trials=2, epochs=2))
     assert out.returncode == 0, out.stdout + out.stderr
     assert "Using the best MeshHead of study 'mini_meshhead'" in out.stdout
