@@ -228,15 +228,19 @@ def describe_trial(trial: FrozenTrial, best_before: float = math.inf) -> str:
 
 
 def _create_or_load(cfg: StudyConfig, storage: StudyStorage) -> optuna.Study:
-    seed = cfg.seed + (os.getpid() % 1000 if storage.durable is None else 0)  # workers differ
-    sampler = make_sampler(cfg.sampler, seed=seed, n_trials=cfg.n_trials)
     pruner = make_pruner(cfg.pruner, max_epochs=cfg.max_epochs)
-    common = dict(study_name=cfg.study_name, storage=storage.rdb, sampler=sampler, pruner=pruner)
+    common = dict(study_name=cfg.study_name, storage=storage.rdb, pruner=pruner)
     try:
-        study = optuna.create_study(direction="minimize", **common)
+        study, created = optuna.create_study(direction="minimize", **common), True
     except optuna.exceptions.DuplicatedStudyError:
-        study = optuna.load_study(**common)
+        study, created = optuna.load_study(**common), False
         _check_compatible(study, cfg)
+    # A restarted run must not draw the configurations of the run before it again, so the seed
+    # moves on with the trials already stored (a new study: cfg.seed); server workers also differ.
+    seed = (cfg.seed + len(study.get_trials(deepcopy=False))
+            + (os.getpid() % 1000 if storage.durable is None else 0))
+    study.sampler = make_sampler(cfg.sampler, seed=seed, n_trials=cfg.n_trials)
+    if not created:
         return study
     for key in ("backend", "stage", "max_epochs"):
         study.set_user_attr(key, getattr(cfg, key))

@@ -48,8 +48,8 @@ import optuna
 import pytest
 import torch
 
-from conftest import ROOT
-from test_study import run_args
+from conftest import ROOT, cli
+from test_study import run_args, trials
 
 pytestmark = pytest.mark.slow
 
@@ -254,6 +254,8 @@ def check_study(observations: list[Observation], runner: Runner, *, new_vm: bool
     assert sum(bool(t.user_attrs.get("baseline")) for t in complete) == 1
     chains = {t.system_attrs.get("failed_trial", t.number) for t in complete}
     assert len(chains) == N_TRIALS  # each original trial finished exactly once
+    fresh = [t.params for t in trials if "failed_trial" not in t.system_attrs]
+    assert len({json.dumps(p, sort_keys=True) for p in fresh}) == len(fresh)  # no run repeats one
     for t in complete:
         assert set(t.intermediate_values) == set(range(1, EPOCHS + 1)), t.number
         number = t.system_attrs.get("failed_trial", t.number)
@@ -313,6 +315,17 @@ def check_study(observations: list[Observation], runner: Runner, *, new_vm: bool
     if not new_vm:
         assert allowed == KILLS  # at most one epoch per kill
     assert any("mid-trial" in p for p in phases) and any("start-up" in p for p in phases)
+
+
+def test_a_restarted_run_samples_new_configurations(tmp_path):
+    """The sampler's seed moves on with the stored trials: a restart does not redraw the
+    configurations of the run before it (each repeat would cost a whole trial of GPU time)."""
+    results = tmp_path / "drive"
+    for total in (2, 3):
+        out = cli(*run_args(results, "--pruner", "none", trials=total, epochs=1))
+        assert out.returncode == 0, out.stdout + out.stderr
+    first_run, second_run = [t.params for t in trials(results)][1:3]  # trial 0 is the baseline
+    assert first_run != second_run
 
 
 @pytest.fixture(scope="module")
