@@ -32,9 +32,9 @@ def notebook_config(stage: str, *, results: str | os.PathLike, backend: str = "m
 
     ``quick_test`` runs 5 trials in a separate ``..._test`` study first, as the guide advises.
     """
-    n_trials = int(os.environ.get("GG_NOTEBOOK_TRIALS", QUICK_TEST_TRIALS if quick_test
-                                  else n_trials))
-    max_epochs = int(os.environ.get("GG_NOTEBOOK_EPOCHS", max_epochs))
+    n_trials = int(os.environ.get("GG_NOTEBOOK_TRIALS")
+                   or (QUICK_TEST_TRIALS if quick_test else n_trials))
+    max_epochs = int(os.environ.get("GG_NOTEBOOK_EPOCHS") or max_epochs)
     options = {k: v for k, v in (("repo", repo), ("data", data)) if v}
     name = study_name or f"{backend}_{stage}"
     mesh = f"{backend}_meshhead"

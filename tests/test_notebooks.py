@@ -55,3 +55,25 @@ def test_nbmake_runs_all_four_in_order(tmp_path):
         summary = json.loads((results / f"report_mini_{stage}" / "summary.json").read_text())
         assert summary["study_name"] == f"mini_{stage}"
         assert (results / f"report_mini_{stage}" / "best_config.yaml").exists()
+
+
+def test_the_notebook_setting_reaches_the_real_backend(tmp_path):
+    """BACKEND="gazegaussian" in the form builds a config for a (contract-fixture) checkout."""
+    import importlib.util
+
+    from gg_optuna_helpers import ConfigError
+    from gg_optuna_helpers.notebook import notebook_config
+
+    spec = importlib.util.spec_from_file_location(
+        "contract_build", ROOT / "tests/fixtures/gazegaussian_contract/build.py")
+    contract = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(contract)
+    repo = contract.make_checkout(tmp_path / "repo", "fork")
+    config = notebook_config("gazegaussian", results=tmp_path / "r", backend="gazegaussian",
+                             repo=str(repo), quick_test=True)
+    assert config.backend == "gazegaussian" and config.backend_options["repo"] == str(repo)
+    assert config.study_name == "gazegaussian_gazegaussian_test" and config.n_trials == 5
+    assert config.space["dit_depth"].choices == (4, 6, 8, 12)
+    with pytest.raises(ConfigError):
+        notebook_config("meshhead", results=tmp_path / "r", backend="gazegaussian",
+                        repo=str(tmp_path / "missing"))

@@ -62,6 +62,11 @@ def test_run_then_status_tells_the_truth(tmp_path):
     assert st["baseline"]["number"] == 0
     assert st["best"]["value"] == min(t.value for t in trials(results) if t.value is not None)
     assert trials(results)[0].params["lr"] == 1e-3  # the repo's default is trial 0
+    rdb = open_storage(results).rdb
+    artifacts = [a for t in trials(results)
+                 for a in optuna.artifacts.get_all_artifact_meta(t, storage=rdb)]
+    assert {a.filename for a in artifacts} == {"preview.png", "best.pt"}  # for the dashboard
+    assert all((results / "artifacts" / a.artifact_id).is_file() for a in artifacts)
     # run again: the total is already reached, nothing new starts
     again = cli(*run_args(results))
     assert again.returncode == 0 and status(results)["trials"] == st["trials"]
@@ -150,3 +155,17 @@ def test_pruning_and_stage_coupling(tmp_path):
     assert out.returncode == 0, out.stdout + out.stderr
     assert "Using the best MeshHead of study 'mini_meshhead'" in out.stdout
     assert status(results, "mini_gazegaussian")["finished"] == 2
+
+
+def test_early_stopping_after_the_warmup(tmp_path):
+    """patience 1 and an unreachable min_delta: stops at the first epoch after the warm-up."""
+    results = tmp_path / "r"
+    args = ["run", "--stage", "meshhead", "--storage", str(results), "--n-trials", "1",
+            "--max-epochs", "6", "--heartbeat-interval", "1", "--quiet", "--patience", "1",
+            "--min-delta", "10", "--pruner", "median"]  # median's warm-up: 3 epochs of 6
+    out = cli(*args)
+    assert out.returncode == 0, out.stdout + out.stderr
+    (trial,) = trials(results)
+    assert trial.state.name == "COMPLETE" and trial.user_attrs["early_stopped_at"] == 4
+    assert trial.value == min(trial.intermediate_values.values())
+    assert "early-stopped at epoch 4" in out.stdout
