@@ -20,6 +20,7 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import sqlalchemy.exc
 from optuna.exceptions import ExperimentalWarning
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
@@ -30,6 +31,7 @@ log = logging.getLogger(__name__)
 DB_NAME = "optuna.db"
 SQLITE_MAGIC = b"SQLite format 3\x00"
 SERVER_SCHEMES = ("postgresql", "mysql")
+CREATE_ATTEMPTS = 5
 
 
 @dataclass
@@ -99,26 +101,41 @@ def open_storage(
 def _rdb(url: str, interval: int, grace: int | None, max_retry: int) -> RDBStorage:
     kwargs = {"connect_args": {"timeout": 30}} if url.startswith("sqlite") else {
         "pool_pre_ping": True}
-    try:
-        with warnings.catch_warnings():  # heartbeat options are "experimental" since 2.x
-            warnings.simplefilter("ignore", ExperimentalWarning)
-            return RDBStorage(
-                url,
-                engine_kwargs=kwargs,
-                heartbeat_interval=interval,
-                grace_period=grace if grace is not None else 3 * interval,
-                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
-                    max_retry=max_retry, inherit_intermediate_values=True
-                ),
-            )
-    except ImportError as e:
-        raise ConfigError(f"The database driver for {_redact(url)} is missing ({_first_line(e)}): "
-                          "pip install 'psycopg[binary]' for PostgreSQL.") from None
-    except Exception as e:  # sqlalchemy / driver errors: map to one sentence
-        raise ConfigError(
-            f"Could not open the study database {_redact(url)} ({_first_line(e)}): "
-            "check the URL, that the server is running, or that the file is an Optuna database."
-        ) from None
+    attempt = 1
+    while True:
+        try:
+            with warnings.catch_warnings():  # heartbeat options are "experimental" since 2.x
+                warnings.simplefilter("ignore", ExperimentalWarning)
+                return RDBStorage(
+                    url,
+                    engine_kwargs=kwargs,
+                    heartbeat_interval=interval,
+                    grace_period=grace if grace is not None else 3 * interval,
+                    heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
+                        max_retry=max_retry, inherit_intermediate_values=True
+                    ),
+                )
+        except ImportError as e:
+            raise ConfigError(f"The database driver for {_redact(url)} is missing "
+                              f"({_first_line(e)}): pip install 'psycopg[binary]' for "
+                              "PostgreSQL.") from None
+        except Exception as e:  # sqlalchemy / driver errors: map to one sentence
+            if attempt < CREATE_ATTEMPTS and _creation_race(e):
+                time.sleep(0.2 * attempt)  # the tables exist now: opening again finds them
+                attempt += 1
+                continue
+            raise ConfigError(
+                f"Could not open the study database {_redact(url)} ({_first_line(e)}): "
+                "check the URL, that the server is running, or that the file is an Optuna "
+                "database."
+            ) from None
+
+
+def _creation_race(e: Exception) -> bool:
+    """Workers started together on a new database all create its tables; the late ones collide
+    (PostgreSQL: a unique violation or a duplicate table; SQLite: "table ... already exists")."""
+    return (isinstance(e, (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError))
+            or "already exists" in str(e))
 
 
 def _check_url(url: str) -> str:
