@@ -8,11 +8,13 @@ dead trials are re-queued by the storage heartbeat and resume from their last ch
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import logging
 import math
 import os
 import shutil
+import socket
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -235,10 +237,7 @@ def _create_or_load(cfg: StudyConfig, storage: StudyStorage) -> optuna.Study:
     except optuna.exceptions.DuplicatedStudyError:
         study, created = optuna.load_study(**common), False
         _check_compatible(study, cfg)
-    # A restarted run must not draw the configurations of the run before it again, so the seed
-    # moves on with the trials already stored (a new study: cfg.seed); server workers also differ.
-    seed = (cfg.seed + len(study.get_trials(deepcopy=False))
-            + (os.getpid() % 1000 if storage.durable is None else 0))
+    seed = _sampler_seed(cfg, storage, len(study.get_trials(deepcopy=False)))
     study.sampler = make_sampler(cfg.sampler, seed=seed, n_trials=cfg.n_trials)
     if not created:
         return study
@@ -248,6 +247,17 @@ def _create_or_load(cfg: StudyConfig, storage: StudyStorage) -> optuna.Study:
     study.enqueue_trial({k: v for k, v in defaults.items() if k in cfg.space.names},
                         user_attrs={"baseline": True})
     return study
+
+
+def _sampler_seed(cfg: StudyConfig, storage: StudyStorage, stored: int) -> int:
+    """``cfg.seed`` for a new study, moved on by the trials already stored, so that a restarted
+    run does not draw the configurations of the run before it again. With a database URL, mixed
+    with the machine and process too: workers started together (even on identical Colab VMs,
+    whose pids may match) sample different configurations."""
+    if storage.durable is not None:
+        return cfg.seed + stored
+    worker = f"{cfg.seed}:{stored}:{socket.gethostname()}:{os.getpid()}"
+    return int.from_bytes(hashlib.sha256(worker.encode()).digest()[:4], "big")
 
 
 def _check_compatible(study: optuna.Study, cfg: StudyConfig) -> None:
