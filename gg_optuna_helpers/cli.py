@@ -166,9 +166,15 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     storage = open_storage(args.storage)
     load_study(storage, args.study_name)  # a clear error for a wrong name
-    folder = "gg_results" if "://" in args.storage else args.storage.removesuffix(".db")
-    _report(storage, args.study_name, args.out or Path(folder) / f"report_{args.study_name}")
+    out = args.out or _results_folder(args.storage) / f"report_{args.study_name}"
+    _report(storage, args.study_name, out)
     return 0
+
+
+def _results_folder(storage: str) -> Path:
+    """The run command's default results folder for ``--storage`` (never a path made of a URL,
+    which would write its password into folder names)."""
+    return Path("gg_results" if "://" in storage else storage.removesuffix(".db"))
 
 
 def _report(storage, study_name: str, out) -> None:
@@ -184,7 +190,7 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     from .storage import open_storage
 
     storage = open_storage(args.storage)
-    artifacts = args.artifacts or str(Path(args.storage) / "artifacts")
+    artifacts = args.artifacts or str(_results_folder(args.storage) / "artifacts")
     run_dashboard_forever(storage.rdb, artifact_dir=artifacts, port=args.port,
                           tunnel=args.tunnel)
     return 0

@@ -1,0 +1,201 @@
+"""Secrets stay secret: no token, generated password or database password in logs, notebook
+outputs or files; no public tunnel without authentication. (Loopback-only listening and the ngrok
+options themselves are tested in tests/test_dashboard.py.)"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import types
+import urllib.request
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+from pyngrok import conf, ngrok
+
+from conftest import ROOT, cli
+from gg_optuna_helpers.dashboard import serve_dashboard
+
+# Shaped like a real ngrok authtoken (a digit, letters and digits, an underscore, more).
+TOKEN = "2abcDEFghiJKLmnoPQRstuVWXyz0123456789_ABCdefGHIjk42"
+# Anything shaped like a token: 30+ word characters mixing upper case, lower case and digits
+# (uuids, hashes and hex digests are lower case, so they do not count; nor do the progress
+# bar's widget ids, IPY_MODEL_<hex>).
+TOKEN_LIKE = re.compile(r"(?<!\w)(?!IPY_MODEL_)(?=\w*[A-Z])(?=\w*[a-z])(?=\w*\d)\w{30,}(?!\w)")
+TEXT_SUFFIXES = {".log", ".jsonl", ".json", ".txt", ".md", ".yaml", ".html", ".ipynb"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def leaks(text: str, secret: str) -> list[str]:
+    """The secret itself, or anything shaped like a token, found in ``text``."""
+    return ([secret] if secret in text else []) + TOKEN_LIKE.findall(text)
+
+
+def scan_tree(root: Path, secret: str) -> dict[str, list[str]]:
+    """Every file under ``root``: the secret anywhere (binary files too), and token-shaped strings
+    in the text files we write (logs, metrics, specs, reports, plots' HTML, notebooks)."""
+    found = {}
+    for path in root.rglob("*"):
+        if secret in str(path):
+            found[str(path)] = ["(in the path)"]
+        if not path.is_file():
+            continue
+        data = path.read_bytes()
+        hits = [secret] if secret.encode() in data else []
+        if path.suffix in TEXT_SUFFIXES:
+            hits += TOKEN_LIKE.findall(data.decode("utf-8", errors="replace"))
+        if hits:
+            found[str(path)] = hits
+    return found
+
+
+def notebook_text(nb: nbformat.NotebookNode) -> str:
+    """All text a reader of the saved notebook sees: sources and text outputs (not images)."""
+    parts = []
+    for cell in nb.cells:
+        parts.append(cell.source)
+        for out in cell.get("outputs", []):
+            parts.append(out.get("text", ""))
+            parts.append(out.get("evalue", ""))
+            parts.extend(out.get("traceback", []))
+            data = out.get("data", {})
+            parts.extend(v for k, v in data.items() if k.startswith("text/"))
+    return "\n".join(map(str, parts))
+
+
+@pytest.mark.slow
+def test_an_ngrok_token_never_reaches_logs_outputs_or_files(tmp_path, monkeypatch):
+    """A real study, notebook 01 executed in a real kernel, a report and the dashboard command,
+    all with NGROK_AUTHTOKEN set; ngrok is unreachable here, which must be said in one line."""
+    results, home = tmp_path / "drive", tmp_path / "home"
+    home.mkdir()
+    for key, value in {"NGROK_AUTHTOKEN": TOKEN, "HOME": str(home), "PYTHONPATH": str(ROOT),
+                       "GG_RESULTS_DIR": str(results), "GG_NOTEBOOK_TRIALS": "2",
+                       "GG_NOTEBOOK_EPOCHS": "2"}.items():
+        monkeypatch.setenv(key, value)  # the kernel and every command inherit them
+    captured = []
+
+    run = cli("run", "--stage", "meshhead", "--storage", str(results), "--n-trials", "1",
+              "--max-epochs", "2", "--quiet")
+    assert run.returncode == 0, run.stdout + run.stderr
+    captured += [run.stdout, run.stderr]
+
+    # notebook 01 finishes the study (trial 1) and starts its dashboard with the token set
+    nb = nbformat.read(ROOT / "notebooks" / "01_meshhead_study.ipynb", as_version=4)
+    NotebookClient(nb, timeout=600, kernel_name="python3",
+                   resources={"metadata": {"path": str(tmp_path)}}).execute()
+    nbformat.write(nb, tmp_path / "executed.ipynb")
+    text = notebook_text(nb)
+    [note] = [line for line in text.splitlines() if "ngrok" in line and "No " in line]
+    assert note.startswith("No ngrok tunnel:") and note.endswith("the dashboard is only at "
+                                                                 "http://127.0.0.1:8081/.")
+    assert "Study 'mini_meshhead'" in text and "2 finished" in text
+
+    report = cli("report", "--storage", str(results), "--study-name", "mini_meshhead")
+    assert report.returncode == 0, report.stdout + report.stderr
+    captured += [report.stdout, report.stderr]
+
+    port = free_port()
+    dash = subprocess.Popen([sys.executable, "-m", "gg_optuna_helpers", "dashboard", "--storage",
+                             str(results), "--port", str(port)], cwd=tmp_path, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            env=dict(os.environ), start_new_session=True)
+    try:
+        lines = []
+        while "Ctrl-C" not in "".join(lines):
+            line = dash.stdout.readline()
+            assert line, "".join(lines)
+            lines.append(line)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=10) as r:
+            assert "mini_meshhead" in r.read().decode()
+        dash.send_signal(signal.SIGINT)
+        rest, _ = dash.communicate(timeout=20)
+        assert dash.returncode == 0
+    finally:
+        if dash.poll() is None:
+            os.killpg(dash.pid, signal.SIGKILL)
+            dash.wait()
+    captured += ["".join(lines), rest]
+    assert "No ngrok tunnel:" in "".join(lines)
+
+    assert leaks("\n".join(captured), TOKEN) == []
+    assert leaks(text, TOKEN) == []
+    for root in (results, tmp_path / "local", tmp_path / "executed.ipynb", home):
+        assert scan_tree(root if root.is_dir() else root.parent, TOKEN) == {}
+    assert list(results.rglob("worker.log"))  # the worker logs were among the files scanned
+
+
+def test_no_tunnel_without_basic_auth_and_a_fresh_password_each_time(tmp_path, monkeypatch,
+                                                                     capsys):
+    """Contract (ngrok's service is unreachable here, so ``connect`` alone is replaced): with
+    either ngrok config version every tunnel carries basic auth with a new password, which
+    reaches no log and no file."""
+    calls = []
+
+    def connect(**options):
+        calls.append(options)
+        return types.SimpleNamespace(public_url=f"https://gg-{len(calls)}.ngrok.app")
+
+    monkeypatch.setattr(ngrok, "connect", connect)
+    monkeypatch.setattr(ngrok, "disconnect", lambda url: None)
+    monkeypatch.setattr(conf.get_default(), "auth_token", None)
+    monkeypatch.setenv("NGROK_AUTHTOKEN", TOKEN)
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    passwords = []
+    for version in ("2", "3", "3"):
+        monkeypatch.setattr(conf.get_default(), "config_version", version)
+        with serve_dashboard(storage, port=free_port(), tunnel="ngrok",
+                             artifact_dir=tmp_path / "artifacts") as dash:
+            options = calls[-1]
+            credentials = (options["basic_auth"] if version == "2" else
+                           options["traffic_policy"]["on_http_request"][0]["actions"][0]
+                           ["config"]["credentials"])
+            assert credentials == [f"{dash.username}:{dash.password}"]
+            assert len(dash.password) >= 16
+            passwords.append(dash.password)
+    assert len(set(passwords)) == 3  # generated anew for every dashboard
+    out = capsys.readouterr()
+    assert TOKEN not in out.out + out.err
+    for password in passwords:
+        assert out.out.count(password) == 1  # shown once, to the one who started it
+        assert scan_tree(tmp_path, password) == {}
+
+
+def test_dashboard_of_a_database_url_writes_no_credentials_into_folder_names(postgres_url,
+                                                                            tmp_path):
+    """``dashboard --storage postgresql://USER:PASSWORD@...`` used to create its artifact folder
+    from the URL itself: ./postgresql:/USER:PASSWORD@HOST/DB/artifacts."""
+    password = "S3cretDbPassw0rd"  # the test server trusts local users: any password works
+    url = postgres_url.replace("postgres@", f"postgres:{password}@")
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "gg_optuna_helpers", "dashboard", "--storage",
+                             url, "--port", str(port), "--tunnel", "none"], cwd=tmp_path,
+                            text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            env=dict(os.environ, PYTHONPATH=str(ROOT)), start_new_session=True)
+    try:
+        out = ""
+        while "Ctrl-C" not in out:
+            line = proc.stdout.readline()
+            assert line, out
+            out += line
+        proc.send_signal(signal.SIGINT)
+        out += proc.communicate(timeout=20)[0]
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert password not in out
+    assert scan_tree(tmp_path, password) == {}
+    assert (tmp_path / "gg_results" / "artifacts").is_dir()  # the run command's results folder
