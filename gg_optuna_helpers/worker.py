@@ -93,8 +93,7 @@ def _train(spec: TrialSpec) -> int:
                 print(f"disk full: {os.strerror(errno.ENOSPC)} ({e})", file=sys.stderr)
             return EXIT_DISK_FULL
         raise
-    if reason == "diverged":
-        append_event(trial_dir, event="end", reason="diverged")
+    if reason == "diverged":  # its end line, with the epoch and the values, is written
         return EXIT_DIVERGED
     append_event(trial_dir, event="end", reason=reason, best_value=progress.best_value,
                  best_epoch=progress.best_epoch, last_epoch=progress.next_epoch - 1)
@@ -110,6 +109,10 @@ def _epochs(trainer, spec: TrialSpec, progress: Progress) -> str:
         parts = dict(trainer.validate())
         value = parts.pop("value")
         if not all(map(math.isfinite, [train.get("loss", 0.0), value])):
+            append_event(trial_dir, event="end", reason="diverged",
+                         message=f"the loss is not finite at epoch {epoch} (training loss "
+                                 f"{train.get('loss')}, validation {value}): a lower learning "
+                                 "rate may help")
             return "diverged"
         record = {"event": "epoch", "epoch": epoch, "value": value, "parts": parts,
                   "train": train, "seconds": time.perf_counter() - start}
