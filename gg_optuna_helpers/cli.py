@@ -181,7 +181,10 @@ def _report(storage, study_name: str, out) -> None:
     from .analysis import format_summary, write_report
 
     path = write_report(storage.rdb, study_name, out)
-    print(format_summary(json.loads(path.read_text())))
+    summary = json.loads(path.read_text())
+    print(format_summary(summary))
+    if summary["plots"]["note"]:  # e.g. no Chrome, so HTML plots only
+        print(summary["plots"]["note"])
     print(f"Report written to {path.parent}")
 
 
