@@ -11,6 +11,7 @@ Optuna's distributed mode for several machines.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -201,9 +202,22 @@ def _restore_newer(durable: Path, live: Path) -> None:
     """Make the live file the newer of the two copies (a new machine has only the snapshot)."""
     if durable.exists() and (not live.exists() or durable.stat().st_mtime > live.stat().st_mtime):
         _check_sqlite_file(durable)
+        _check_intact(durable)  # a damaged snapshot must not replace a good live copy
         log.info("Restoring the study database from its snapshot %s.", durable)
         _copy_sqlite(durable, live)
     _check_sqlite_file(live)
+
+
+def _check_intact(file: Path) -> None:
+    """Refuse an SQLite file whose pages are damaged (truncated, overwritten) in one sentence."""
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{file}?mode=ro", uri=True)) as db:
+            problem = db.execute("pragma quick_check").fetchone()[0]
+    except sqlite3.DatabaseError as e:
+        problem = str(e)
+    if problem != "ok":
+        raise ConfigError(f"{file} is a damaged SQLite database ({problem.splitlines()[0]}): "
+                          "move it away, or point the storage at another folder.")
 
 
 def _copy_sqlite(src: Path, dst: Path) -> None:

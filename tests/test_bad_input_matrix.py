@@ -1,20 +1,27 @@
 """docs/bad_input.md, row by row: each bad input gives one clear line and loses no finished trial.
 
 Rows already covered elsewhere point at their test in the table; every other row is a test
-here, named after the row. Faults mid-study are real (mini backend hooks, a full tmpfs, SIGINT).
+here, named after the row. Faults mid-study are real (mini backend hooks, a full tmpfs, SIGINT)
+and happen after trial 0 has finished: it must still be COMPLETE with the same value.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
+import subprocess
 from pathlib import Path
 
 import optuna
 import pytest
 
-from conftest import cli
-from test_study import run_args, trials
+from conftest import ROOT, cli
+from gg_optuna_helpers import open_storage
+from gg_optuna_helpers.colab import find_chrome
+from test_gazegaussian_backend import contract
+from test_study import _start, epochs_logged, run_args, trials, wait_for
 
 # The baseline's own widths, fixed: every trial's checkpoint then has the same size.
 BASELINE_SPACE = ["--set", "lr=1e-3", "--set", "batch_size=1", "--set", "shape_mlp_hidden=256",
@@ -30,6 +37,171 @@ def one_line(text: str, start: str) -> str:
     """The only line of ``text`` that starts with ``start``."""
     [line] = [ln for ln in text.splitlines() if ln.startswith(start)]
     return line
+
+
+def refused(out: subprocess.CompletedProcess, *words: str) -> str:
+    """Exit 2 with exactly one line, on stderr, holding ``words``; returns that line."""
+    assert out.returncode == 2, out.stdout + out.stderr
+    [line] = out.stderr.strip().splitlines()
+    assert line.startswith("error: ") and "Traceback" not in out.stdout + out.stderr
+    for word in words:
+        assert word in line, line
+    return line
+
+
+@pytest.fixture(scope="module")
+def one_finished_trial(tmp_path_factory) -> Path:
+    """A storage folder whose study has finished trial 0 (the baseline), run once per module."""
+    base = tmp_path_factory.mktemp("template")
+    out = cli(*run_args(base / "drive", "--pruner", "none", trials=1, epochs=2),
+              env={"GG_OPTUNA_LOCAL_DIR": str(base / "local"), "GG_OPTUNA_THREADS": "1"})
+    assert out.returncode == 0, out.stdout + out.stderr
+    return base / "drive"
+
+
+@pytest.fixture
+def drive(one_finished_trial, tmp_path) -> Path:
+    """This test's copy of that folder (its local live database starts empty: restored)."""
+    shutil.copytree(one_finished_trial, tmp_path / "drive")
+    return tmp_path / "drive"
+
+
+def fault_in_trial_1(drive: Path, kind: str, epoch: int, *extra: str):
+    """Run trial 1 with a real fault in its worker. ``--timeout 1`` ends the run after it (that
+    the study goes on is test_study.py::test_faults_are_recorded_and_the_study_goes_on)."""
+    before = finished_values(drive)
+    assert list(before) == [0]
+    faults = json.dumps({"1": {"kind": kind, "epoch": epoch}})
+    out = cli(*run_args(drive, "--pruner", "none", "--backend-option", f"faults={faults}",
+                        "--timeout", "1", *extra, trials=2, epochs=2))
+    assert out.returncode == 0 and "Traceback" not in out.stdout + out.stderr, out.stderr
+    assert finished_values(drive) == before  # trial 0: still COMPLETE, same value
+    [failed] = [t for t in trials(drive) if t.number == 1]
+    assert failed.state.name == "FAIL"
+    return one_line(out.stdout, "Trial 1:"), failed.user_attrs["failure"]
+
+
+# --- refused before any trial ------------------------------------------------------------------
+
+def test_batch_size_beyond_the_backends_limit(tmp_path):
+    repo = contract.make_checkout(tmp_path / "repo", "upstream")  # the real repo's limits
+    out = cli("run", "--stage", "meshhead", "--backend", "gazegaussian", "--backend-option",
+              f"repo={repo}", "--set", "batch_size=1,2", "--storage", str(tmp_path / "drive"))
+    refused(out, "Parameter 'batch_size' allows only [1] on the gazegaussian backend, but got 2")
+    assert not (tmp_path / "drive").exists()
+
+
+@pytest.mark.parametrize("option, words", [
+    ([], "needs a GazeGaussian checkout: pass --backend-option repo=PATH"),
+    (["--backend-option", "repo=/nonexistent/GazeGaussian"],
+     "There is no GazeGaussian checkout at /nonexistent/GazeGaussian"),
+], ids=["no repo option", "no checkout there"])
+def test_missing_repo_path(option, words, tmp_path):
+    out = cli("run", "--stage", "meshhead", "--backend", "gazegaussian", *option, "--storage",
+              str(tmp_path / "drive"))
+    refused(out, words)
+    assert not (tmp_path / "drive").exists()
+
+
+@pytest.mark.parametrize("damage", ["truncated", "overwritten"])
+def test_corrupt_database_file(damage, drive, tmp_path):
+    """A damaged snapshot (an interrupted Drive sync) is refused; this machine's good live copy
+    is not overwritten with it. (A file that is not SQLite at all: tests/test_storage.py.)"""
+    open_storage(drive).rdb.engine.dispose()  # the live copy on local disk now holds the study
+    [live] = (tmp_path / "local").glob("*/optuna.db")
+    db = drive / "optuna.db"
+    data = db.read_bytes()
+    db.write_bytes(data[:3000] if damage == "truncated"
+                   else data[:100] + b"\xde\xad" * ((len(data) - 100) // 2))  # newer than live
+    out = cli(*run_args(drive, trials=2))
+    refused(out, f"{db} is a damaged SQLite database", "move it away")
+    study = optuna.load_study(study_name="mini_meshhead", storage=f"sqlite:///{live}")
+    assert [(t.number, t.state.name) for t in study.trials] == [(0, "COMPLETE")]
+
+
+def test_existing_study_with_another_direction(tmp_path):
+    drive = tmp_path / "drive"
+    storage = open_storage(drive)
+    study = optuna.create_study(study_name="mini_meshhead", direction="maximize",
+                                storage=storage.rdb)
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
+    before = {t.number: t.value for t in study.trials}
+    storage.snapshot(force=True)
+    storage.rdb.engine.dispose()
+    out = cli(*run_args(drive, trials=3))
+    refused(out, "Study 'mini_meshhead' already exists with direction ['maximize'], but these "
+                 "studies minimize: choose another study name or storage.")
+    after = optuna.load_study(study_name="mini_meshhead", storage=open_storage(drive).rdb)
+    assert {t.number: t.value for t in after.trials} == before
+
+
+def test_kaleido_without_chrome(drive, tmp_path):
+    """The report with no Chrome at all (hidden in a mount namespace): HTML plots and one line."""
+    chrome = find_chrome()
+    hide = f"mount --bind /dev/null {chrome} && " if chrome else ""
+    env = {k: v for k, v in os.environ.items() if k not in ("GG_OPTUNA_CHROME", "BROWSER_PATH")}
+    before = finished_values(drive)
+    report = ["python", "-m", "gg_optuna_helpers", "report", "--storage", str(drive),
+              "--study-name", "mini_meshhead", "--out", str(tmp_path / "report")]
+    out = subprocess.run(["unshare", "-m", "sh", "-c", hide + 'exec "$@"', "sh", *report],
+                         cwd=ROOT, env=dict(env, PYTHONPATH=str(ROOT)), capture_output=True,
+                         text=True, timeout=300)
+    if out.returncode != 0 and "unshare" in out.stderr:
+        pytest.skip(f"cannot hide Chrome here ({out.stderr.strip()}); CI runs as root")
+    assert out.returncode == 0, out.stdout + out.stderr
+    line = one_line(out.stdout, "HTML plots only")
+    assert line == ("HTML plots only: no Chrome for PNG export: install one (Debian/Ubuntu: "
+                    "`apt-get install chromium`; anywhere: `plotly_get_chrome -y`) or set "
+                    "BROWSER_PATH, then export again.")
+    plots = tmp_path / "report" / "plots"
+    assert list(plots.glob("*.html")) and not list(plots.glob("*.png"))
+    assert finished_values(drive) == before
+
+
+# --- faults in the middle of a study -----------------------------------------------------------
+
+def test_worker_out_of_memory(drive):
+    line, failure = fault_in_trial_1(drive, "oom", 2)
+    assert failure == "oom" and line.startswith("Trial 1: failed: oom (CUDA out of memory")
+
+
+def test_nan_loss(drive):
+    line, failure = fault_in_trial_1(drive, "nan", 2)
+    assert failure == "diverged"
+    assert line.startswith("Trial 1: failed: diverged (the loss is not finite at epoch 2 ")
+    assert line.endswith("a lower learning rate may help)")
+
+
+def test_worker_crash(drive):
+    line, failure = fault_in_trial_1(drive, "crash", 1)
+    assert failure == "crashed" and line == "Trial 1: failed: crashed (worker exited with code 86)"
+
+
+def test_worker_hang_past_the_trial_timeout(drive):
+    line, failure = fault_in_trial_1(drive, "hang", 1, "--trial-timeout", "5")
+    assert failure == "timeout" and line == "Trial 1: failed: timeout (trial ran past 5 s)"
+
+
+def test_ctrl_c_mid_trial(drive):
+    """Ctrl-C in a terminal, or the notebook's stop button (both are SIGINT)."""
+    before = finished_values(drive)
+    proc = _start(run_args(drive, "--pruner", "none", trials=2, epochs=8))
+    try:
+        wait_for(lambda: epochs_logged(drive / "mini_meshhead" / "trial_0001") >= 1)
+        proc.send_signal(signal.SIGINT)
+        output, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 130 and "Traceback" not in output, output
+    assert output.splitlines()[-1] == "interrupted"
+    assert one_line(output, "Interrupted:") == (
+        "Interrupted: the running trial was stopped and re-queued; run again to resume it from "
+        "its last checkpoint.")
+    assert finished_values(drive) == before
+    states = {t.number: (t.state.name, t.user_attrs.get("failure")) for t in trials(drive)}
+    assert states == {0: ("COMPLETE", None), 1: ("FAIL", "interrupted"), 2: ("WAITING", None)}
 
 
 def test_disk_full_while_writing_a_checkpoint(tmp_path, mount_tmpfs):
