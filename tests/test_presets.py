@@ -22,6 +22,13 @@ def test_hyperband_scales_with_the_budget():
     assert (short._min_resource, short._max_resource) == (2, 12)
 
 
+def test_asha_first_rung_is_five_epochs_or_a_third_of_a_short_budget():
+    # bench/bench_pruning.py: a first rung at epoch 2 of 12 pruned the eventual winners
+    assert [make_pruner("asha", max_epochs=e)._min_resource for e in (3, 12, 15, 30, 100)] == [
+        1, 4, 5, 5, 5]
+    assert make_pruner("asha", max_epochs=30)._reduction_factor == 3
+
+
 def test_other_pruners():
     assert isinstance(make_pruner("patient", max_epochs=20), PatientPruner)
     assert isinstance(make_pruner("none", max_epochs=20), NopPruner)
