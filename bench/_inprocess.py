@@ -15,9 +15,11 @@ Curves are shared, time is charged. A mini trainer is deterministic given (stage
 seed): every batch comes from a generator seeded by (seed, epoch) and nothing else draws random
 numbers. So the studies of one seed (which share trial 0 and their sampler's random start-up
 trials) train each configuration once, through one :class:`CurveBank`, and replay known epochs.
-A study's time is then its measured wall time, with the training it actually did replaced by
-the measured seconds (trainer build + epochs) of every trial and epoch it used: what it would
-have taken alone, without the noise of re-measuring the same epochs.
+A study's time is the measured seconds (trainer build + epochs) of every trial and epoch it
+used, plus the measured time of its own Optuna work: what it would have taken alone.
+
+Time is CPU time of this (single-threaded) process, ``time.process_time()``: on an idle core it
+equals wall time, and unlike wall time it does not change when other jobs share the machine.
 """
 
 from __future__ import annotations
@@ -26,10 +28,12 @@ import math
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import optuna
+from optuna.pruners import BasePruner
 from optuna.trial import TrialState
 
 from gg_optuna_helpers.backends import TrainerContext, get_backend
@@ -69,7 +73,7 @@ class CurveBank:
         self.backend = get_backend("mini")
         self.curves: dict[tuple, Curve] = {}
         self.trainers: OrderedDict[tuple, Any] = OrderedDict()
-        self.trained_seconds = 0.0  # real seconds spent training, all studies together
+        self.trained_seconds = 0.0  # CPU seconds spent training, all studies together
         self.epochs_trained = 0  # real epochs trained (replays excluded)
 
     def epoch(self, params: dict[str, Any], epoch: int) -> tuple[float, float, Curve]:
@@ -85,19 +89,19 @@ class CurveBank:
         return curve.values[epoch - 1], curve.seconds[epoch - 1], curve
 
     def _train_next(self, key: tuple, params: dict[str, Any], curve: Curve) -> None:
-        start = time.perf_counter()
+        start = time.process_time()
         trainer = self.trainers.pop(key, None)
         if trainer is None:
             trainer = self._build(params)
             for done in range(1, len(curve.values) + 1):  # evicted earlier: retrain, uncharged
                 trainer.train_epoch(done)
             if not curve.setup_seconds:
-                curve.setup_seconds = time.perf_counter() - start
+                curve.setup_seconds = time.process_time() - start
         epoch = len(curve.values) + 1
-        epoch_start = time.perf_counter()
+        epoch_start = time.process_time()
         loss = trainer.train_epoch(epoch).get("loss", 0.0)
         value = trainer.validate()["value"] if math.isfinite(loss) else math.nan
-        now = time.perf_counter()
+        now = time.process_time()
         self.trained_seconds += now - start
         self.epochs_trained += 1
         if not (math.isfinite(loss) and math.isfinite(value)):
@@ -127,7 +131,7 @@ class StudyResult:
     best: float  # best completed value
     baseline: float  # trial 0's value (the backend's defaults), nan if it did not complete
     epochs: int  # epochs trained, all trials (a pruned trial counts up to its pruning epoch)
-    seconds: float  # charged wall time (see the module docstring)
+    seconds: float  # charged time (see the module docstring)
     optuna_seconds: float  # the part spent in Optuna and the loop itself
     states: dict[str, int]
     best_so_far: list[float]  # after each trial, in order
@@ -141,13 +145,18 @@ class StudyResult:
 
 
 def run_inprocess(bank: CurveBank, space: SearchSpace, *, sampler: str, pruner: str,
-                  n_trials: int, patience: int | None = PATIENCE) -> StudyResult:
-    """One study of ``n_trials`` trials over ``bank``'s trainers, as ``run_study`` decides."""
+                  n_trials: int, patience: int | None = PATIENCE,
+                  variant: Callable[[int], BasePruner] | None = None) -> StudyResult:
+    """One study of ``n_trials`` trials over ``bank``'s trainers, as ``run_study`` decides.
+
+    ``variant``: a pruner factory (max_epochs -> pruner) to try instead of the preset ``pruner``
+    (whose warm-up still sets early stopping's).
+    """
     seed, max_epochs = bank.seed, bank.max_epochs
     study = optuna.create_study(
         direction="minimize", study_name=f"mini_{bank.stage}_seed{seed}",
         sampler=make_sampler(sampler, seed=seed, n_trials=n_trials),
-        pruner=make_pruner(pruner, max_epochs=max_epochs))
+        pruner=(variant or partial(make_pruner, pruner))(max_epochs=max_epochs))
     defaults = bank.backend.defaults(bank.stage, {})
     study.enqueue_trial({k: v for k, v in defaults.items() if k in space.names},
                         user_attrs={"baseline": True})
@@ -175,10 +184,9 @@ def run_inprocess(bank: CurveBank, space: SearchSpace, *, sampler: str, pruner: 
         return progress.best_value
 
     trained_before = bank.trained_seconds
-    start = time.perf_counter()
+    start = time.process_time()
     study.optimize(objective, n_trials=n_trials, catch=(Diverged,))
-    wall = time.perf_counter() - start
-    optuna_seconds = wall - (bank.trained_seconds - trained_before)
+    optuna_seconds = time.process_time() - start - (bank.trained_seconds - trained_before)
     trials = study.get_trials(deepcopy=False)
     best_so_far, best = [], math.inf
     for t in trials:
