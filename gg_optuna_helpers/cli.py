@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 from pathlib import Path
 
 
 from .errors import ConfigError
+from .study import log_to_stdout
 from .presets import PRUNERS, SAMPLERS
 from .spaces import parse_edit
 
@@ -220,24 +220,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _log_to_stdout() -> None:
-    """Our one-line-per-trial log on stdout; other libraries' loggers stay as they are."""
-    log = logging.getLogger("gg_optuna_helpers")
-    if not any(isinstance(h, logging.StreamHandler) and h.stream is sys.stdout
-               for h in log.handlers):
-        handler = logging.StreamHandler(sys.stdout)
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        log.addHandler(handler)
-    log.setLevel(logging.INFO)
-    log.propagate = False
-
-
 COMMANDS = {"run": cmd_run, "status": cmd_status, "report": cmd_report,
             "dashboard": cmd_dashboard, "check-repo": cmd_check_repo, "demo": cmd_demo}
 
 
 def main(argv: list[str] | None = None) -> int:
-    _log_to_stdout()
+    log_to_stdout()
     try:
         args = build_parser().parse_args(argv)
         return COMMANDS[args.command](args)

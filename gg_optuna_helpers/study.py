@@ -14,6 +14,7 @@ import logging
 import math
 import os
 import shutil
+import sys
 import socket
 import time
 import warnings
@@ -25,6 +26,7 @@ import optuna
 from optuna.storages import RetryHeartbeatStaleTrialCallback, fail_stale_trials
 from optuna.study import MaxTrialsCallback
 from optuna.trial import FrozenTrial, TrialState
+from tqdm.auto import tqdm
 
 from .backends import STAGES, get_backend
 from .errors import ConfigError, TrialFailed
@@ -102,6 +104,7 @@ class StudyConfig:
 def run_study(config: StudyConfig) -> optuna.Study:
     """Create or resume the study and run it until ``n_trials`` trials have finished."""
     cfg = config.resolved()
+    log_to_stdout()
     verbosity = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # our one line per trial replaces its
     storage = open_storage(cfg.storage, local_dir=cfg.local_dir,
@@ -211,6 +214,23 @@ class _Objective:
         log.info(describe_trial(trial, self.best))
         if trial.state == TrialState.COMPLETE and trial.value < self.best:
             self.best = trial.value
+
+
+class _TqdmHandler(logging.Handler):
+    """Writes to the current stdout, above a running progress bar instead of through it."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        tqdm.write(self.format(record), file=sys.stdout)
+
+
+def log_to_stdout() -> None:
+    """Show our one line per trial on stdout (a notebook cell, a terminal), once."""
+    if not any(isinstance(h, _TqdmHandler) for h in log.handlers):
+        handler = _TqdmHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
 
 
 def describe_trial(trial: FrozenTrial, best_before: float = math.inf) -> str:
