@@ -218,9 +218,9 @@ def test_disk_full_while_writing_a_checkpoint(tmp_path, mount_tmpfs):
                         *BASELINE_SPACE, trials=2, epochs=2))
     assert out.returncode == 0 and "Traceback" not in out.stdout + out.stderr, out.stderr
     line = one_line(out.stdout, "Trial 1:")
-    assert line == (f"Trial 1: failed: disk_full (no space left on the disk of {disk}/mini_meshhead/"
-                    "trial_0001 for checkpoints and metrics: free some space or choose another "
-                    "--results-dir, then run again)")
+    assert line == (f"Trial 1: failed: disk_full (no space left on the disk of {disk}/"
+                    "mini_meshhead/trial_0001 for checkpoints and metrics: free some space or "
+                    "choose another --results-dir, then run again)")
     assert "Stopping: 5 trials failed in a row" in out.stdout  # stopped cleanly, not crashed
     assert finished_values(storage) == before  # trial 0: still COMPLETE, same value
     failed = [t for t in trials(storage) if t.state.name == "FAIL"]

@@ -4,7 +4,7 @@ options themselves are tested in tests/test_dashboard.py.)"""
 
 from __future__ import annotations
 
-import json
+import contextlib
 import os
 import re
 import signal
@@ -61,6 +61,32 @@ def scan_tree(root: Path, secret: str) -> dict[str, list[str]]:
     return found
 
 
+@contextlib.contextmanager
+def dashboard_command(storage: str, *args: str, cwd: Path):
+    """``python -m gg_optuna_helpers dashboard`` until it serves; yields [output until then,
+    the rest], filled in when Ctrl-C has stopped it (exit 0)."""
+    proc = subprocess.Popen([sys.executable, "-m", "gg_optuna_helpers", "dashboard", "--storage",
+                             storage, *args], cwd=cwd, text=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, start_new_session=True,
+                            env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    output = []
+    try:
+        lines = ""
+        while "Ctrl-C" not in lines:
+            line = proc.stdout.readline()
+            assert line, lines
+            lines += line
+        output.append(lines)
+        yield output
+        proc.send_signal(signal.SIGINT)
+        output.append(proc.communicate(timeout=20)[0])
+        assert proc.returncode == 0, output
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
 def notebook_text(nb: nbformat.NotebookNode) -> str:
     """All text a reader of the saved notebook sees: sources and text outputs (not images)."""
     parts = []
@@ -108,27 +134,11 @@ def test_an_ngrok_token_never_reaches_logs_outputs_or_files(tmp_path, monkeypatc
     captured += [report.stdout, report.stderr]
 
     port = free_port()
-    dash = subprocess.Popen([sys.executable, "-m", "gg_optuna_helpers", "dashboard", "--storage",
-                             str(results), "--port", str(port)], cwd=tmp_path, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            env=dict(os.environ), start_new_session=True)
-    try:
-        lines = []
-        while "Ctrl-C" not in "".join(lines):
-            line = dash.stdout.readline()
-            assert line, "".join(lines)
-            lines.append(line)
+    with dashboard_command(str(results), "--port", str(port), cwd=tmp_path) as output:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=10) as r:
             assert "mini_meshhead" in r.read().decode()
-        dash.send_signal(signal.SIGINT)
-        rest, _ = dash.communicate(timeout=20)
-        assert dash.returncode == 0
-    finally:
-        if dash.poll() is None:
-            os.killpg(dash.pid, signal.SIGKILL)
-            dash.wait()
-    captured += ["".join(lines), rest]
-    assert "No ngrok tunnel:" in "".join(lines)
+    captured += output
+    assert "No ngrok tunnel:" in output[0]
 
     assert leaks("\n".join(captured), TOKEN) == []
     assert leaks(text, TOKEN) == []
@@ -180,22 +190,9 @@ def test_dashboard_of_a_database_url_writes_no_credentials_into_folder_names(pos
     password = "S3cretDbPassw0rd"  # the test server trusts local users: any password works
     url = postgres_url.replace("postgres@", f"postgres:{password}@")
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "gg_optuna_helpers", "dashboard", "--storage",
-                             url, "--port", str(port), "--tunnel", "none"], cwd=tmp_path,
-                            text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            env=dict(os.environ, PYTHONPATH=str(ROOT)), start_new_session=True)
-    try:
-        out = ""
-        while "Ctrl-C" not in out:
-            line = proc.stdout.readline()
-            assert line, out
-            out += line
-        proc.send_signal(signal.SIGINT)
-        out += proc.communicate(timeout=20)[0]
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    assert password not in out
+    with dashboard_command(url, "--port", str(port), "--tunnel", "none", cwd=tmp_path) as output:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=10):
+            pass
+    assert password not in "".join(output)
     assert scan_tree(tmp_path, password) == {}
     assert (tmp_path / "gg_results" / "artifacts").is_dir()  # the run command's results folder

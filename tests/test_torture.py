@@ -186,20 +186,21 @@ class Runner:
             os.killpg(proc.pid, signal.SIGKILL)  # the whole group: no goodbye, no cleanup
             return mode
         finally:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-            reap_workers(self.results)
+            self.stop(proc)
 
     def finish(self) -> None:
         proc = self.start()
         try:
             assert proc.wait(timeout=300) == 0, self.output()[-3000:]
         finally:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-            reap_workers(self.results)
+            self.stop(proc)
+
+    def stop(self, proc: subprocess.Popen) -> None:
+        """Leave nothing running: the run's process group, then its orphaned worker."""
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        reap_workers(self.results)
 
     def output(self) -> str:
         return "".join(p.read_text() for p in sorted(self.logs.glob("run_*.log")))

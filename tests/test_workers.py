@@ -67,7 +67,8 @@ def logged_trials(output: str) -> list[int]:
     return [int(n) for n in re.findall(r"^Trial (\d+)", output, flags=re.M)]
 
 
-def check_total(study: optuna.Study, outputs: list[str], total: int) -> list[optuna.trial.FrozenTrial]:
+def check_total(study: optuna.Study, outputs: list[str],
+                total: int) -> list[optuna.trial.FrozenTrial]:
     """The module docstring's assertions; returns the trials."""
     trials = study.get_trials()
     states = [t.state.name for t in trials]
