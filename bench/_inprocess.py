@@ -146,11 +146,13 @@ class StudyResult:
 
 def run_inprocess(bank: CurveBank, space: SearchSpace, *, sampler: str, pruner: str,
                   n_trials: int, patience: int | None = PATIENCE,
-                  variant: Callable[[int], BasePruner] | None = None) -> StudyResult:
+                  variant: Callable[[int], BasePruner] | None = None,
+                  diverged_as_pruned: bool = False) -> StudyResult:
     """One study of ``n_trials`` trials over ``bank``'s trainers, as ``run_study`` decides.
 
     ``variant``: a pruner factory (max_epochs -> pruner) to try instead of the preset ``pruner``
-    (whose warm-up still sets early stopping's).
+    (whose warm-up still sets early stopping's). ``diverged_as_pruned``: end a diverged trial as
+    PRUNED (which TPE learns from) instead of FAIL (which it ignores), as the package does.
     """
     seed, max_epochs = bank.seed, bank.max_epochs
     study = optuna.create_study(
@@ -173,6 +175,8 @@ def run_inprocess(bank: CurveBank, space: SearchSpace, *, sampler: str, pruner: 
             except Diverged:
                 curve = bank.curves[tuple(sorted(params.items()))]
                 charged["seconds"] += curve.seconds[-1] + (curve.setup_seconds if epoch == 1 else 0)
+                if diverged_as_pruned:
+                    raise optuna.TrialPruned() from None
                 raise
             charged["seconds"] += seconds + (curve.setup_seconds if epoch == 1 else 0)
             trial.report(value, epoch)

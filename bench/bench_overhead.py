@@ -11,7 +11,7 @@ noise of the training itself cancels. Two epoch counts separate the per-trial an
 parts. Targets: at most 1.5 s per trial and 20 ms per epoch::
 
     python bench/bench_overhead.py            # 6 trials at 2 and at 8 epochs, each path
-    python bench/bench_overhead.py --quick    # 3 trials at 1 and at 3 epochs
+    python bench/bench_overhead.py --quick    # 2 trials at 1 and at 3 epochs
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--trials", type=int, help="trials per run (default: 5; quick: 3)")
     args = p.parse_args(argv)
     start(args)
-    n_trials = args.trials or (3 if args.quick else 6)
+    n_trials = args.trials or (2 if args.quick else 6)
     short, long = (1, 3) if args.quick else (2, 8)
     defaults = get_backend("mini").defaults(STAGE, {})
     work = args.out / "overhead_work"
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     added = {e: measured["helper", e] - measured["plain", e] for e in (short, long)}
     per_epoch = (added[long] - added[short]) / (long - short)
     per_trial = added[short] - per_epoch * short
-    parts = _components(work / "parts", defaults)
+    parts = _components(work / "parts", defaults, repeats=1 if args.quick else 3)
     shutil.rmtree(work, ignore_errors=True)
 
     rows = [[f"{path} ({e} epochs)", f"{measured[path, e]:.3f}"]
@@ -175,7 +175,7 @@ def _warm_up(work: Path, defaults: dict) -> None:
     trainer.validate()
 
 
-def _components(work: Path, defaults: dict) -> dict[str, float]:
+def _components(work: Path, defaults: dict, repeats: int) -> dict[str, float]:
     """Each per-trial and per-epoch cost of the helper, measured alone (medians)."""
     work.mkdir(parents=True, exist_ok=True)
     spec = TrialSpec(backend="mini", stage=STAGE, params=dict(defaults), max_epochs=0,
@@ -183,13 +183,13 @@ def _components(work: Path, defaults: dict) -> dict[str, float]:
     path = spec.write()
     child = _median(lambda: subprocess.run(
         [sys.executable, "-m", "gg_optuna_helpers.worker", str(path)], check=True,
-        capture_output=True), 3)
+        capture_output=True), repeats)
     import_torch = _median(lambda: subprocess.run([sys.executable, "-c", "import torch"],
-                                                  check=True), 3)
+                                                  check=True), repeats)
     backend = get_backend("mini")
     ctx = TrainerContext(stage=STAGE, params=dict(defaults), max_epochs=1, seed=42, device="cpu",
                          trial_dir=work, cache_dir=work / ".cache")
-    build = _median(lambda: backend.make_trainer(ctx), 3)
+    build = _median(lambda: backend.make_trainer(ctx), repeats)
     trainer = backend.make_trainer(ctx)
     trainer.train_epoch(1)
     checkpoint = _median(lambda: _save(trainer, spec, Progress(next_epoch=2), work / "last.pt"), 5)

@@ -9,7 +9,7 @@ is throughput / (workers x the 1-worker throughput). On a machine with fewer cor
 the efficiency cannot reach 1: the figures say how many cores there were::
 
     python bench/bench_scaling.py            # 1, 2, 4 workers; 12 trials x 6 epochs each
-    python bench/bench_scaling.py --quick    # 1, 2, 4 workers; 4 trials x 1 epoch each
+    python bench/bench_scaling.py --quick    # 1, 2 workers; 2 trials x 1 epoch each
 """
 
 from __future__ import annotations
@@ -34,11 +34,12 @@ def main(argv: list[str] | None = None) -> int:
     p = parser(__doc__)
     args = p.parse_args(argv)
     start(args)
-    n_trials, epochs = (4, 1) if args.quick else (12, 6)
+    n_trials, epochs = (2, 1) if args.quick else (12, 6)
+    workers = WORKERS[:2] if args.quick else WORKERS
     cores = os.cpu_count()
     settings = {
         "stage": f"{STAGE} (mini backend, CPU, 1 thread per trial), every parameter at its default",
-        "trials per study": n_trials, "epochs per trial": epochs, "workers": WORKERS,
+        "trials per study": n_trials, "epochs per trial": epochs, "workers": workers,
         "storage": "PostgreSQL (local server), heartbeat 1 s", "cores": cores,
     }
     banner("Scaling with workers on PostgreSQL", settings)
@@ -47,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     shutil.rmtree(work, ignore_errors=True)
     try:
         with postgres() as url:
-            measured = {n: _study(url, work / f"w{n}", n, n_trials, epochs) for n in WORKERS}
+            measured = {n: _study(url, work / f"w{n}", n, n_trials, epochs) for n in workers}
     except PostgresUnavailable as e:
         print(f"skipped: {e}")
         return 0
@@ -55,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
 
     one = measured[1]["per_hour"]
     rows, figures = [], {}
-    for n in WORKERS:
+    for n in workers:
         m = measured[n]
         speedup = m["per_hour"] / one
         figures[n] = dict(m, speedup=speedup, efficiency=speedup / n)
