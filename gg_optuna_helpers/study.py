@@ -24,7 +24,6 @@ from typing import Any
 
 import optuna
 from optuna.storages import RetryHeartbeatStaleTrialCallback, fail_stale_trials
-from optuna.study import MaxTrialsCallback
 from optuna.trial import FrozenTrial, TrialState
 from tqdm.auto import tqdm
 
@@ -116,7 +115,7 @@ def run_study(config: StudyConfig) -> optuna.Study:
              storage.describe())
     deadline = time.monotonic() + cfg.timeout if cfg.timeout else None
     try:
-        while (left := cfg.n_trials - _count(study, FINISHED)) > 0:
+        while (left := cfg.n_trials - _count(study, FINISHED + (TrialState.RUNNING,))) > 0:
             if objective.failures_in_a_row >= cfg.max_failures_in_a_row:
                 log.warning("Stopping: %d trials failed in a row; see user_attrs['failure'] and "
                             "the worker logs in %s.", objective.failures_in_a_row, cfg.results_dir)
@@ -125,8 +124,7 @@ def run_study(config: StudyConfig) -> optuna.Study:
             if remaining is not None and remaining <= 0:
                 break
             study.optimize(objective, n_trials=left, timeout=remaining, catch=(TrialFailed,),
-                           callbacks=[MaxTrialsCallback(cfg.n_trials, states=FINISHED),
-                                      objective.after_trial],
+                           callbacks=[objective.after_trial, _stop_at_total(cfg.n_trials)],
                            show_progress_bar=cfg.show_progress_bar, gc_after_trial=True)
     except KeyboardInterrupt:
         _requeue_interrupted(study, storage)
@@ -155,11 +153,17 @@ class _Objective:
             if ckpt is not None:
                 self.options["meshhead_checkpoint"] = str(ckpt)
                 log.info("Using the best MeshHead of study %r: %s", cfg.meshhead_study, ckpt)
+        self.study = study
         self.failures_in_a_row = 0
         self.best = _best_value(study)
 
     def __call__(self, trial: optuna.Trial) -> float:
         cfg = self.cfg
+        if self._surplus(trial):
+            trial.set_user_attr("failure", "surplus")
+            trial.set_user_attr("failure_log", f"{cfg.n_trials} trials were already finished or "
+                                               "running in other workers; nothing was trained")
+            raise TrialFailed("surplus")
         original = _retried_number(frozen(trial))
         params = cfg.space.suggest(trial)
         trial_dir = self.study_dir / f"trial_{trial.number if original is None else original:04d}"
@@ -176,6 +180,7 @@ class _Objective:
             warmup_epochs=warmup_epochs(cfg.pruner, cfg.max_epochs),
             options=self._options_for(trial.number))
         limits = Limits(trial_timeout=cfg.trial_timeout, epoch_timeout=cfg.epoch_timeout)
+        self.storage.snapshot(force=True)  # a new VM then knows this trial and its folder
         try:
             outcome = run_trial(trial, spec, limits=limits, on_tick=self.storage.snapshot)
         except TrialFailed as e:
@@ -189,6 +194,12 @@ class _Objective:
             self._upload(trial, trial_dir / PREVIEW)
         self._upload(trial, trial_dir / BEST)
         return outcome.best_value
+
+    def _surplus(self, trial: optuna.Trial) -> bool:
+        """True for the newest of the trials that workers started at once beyond the total."""
+        active = self.study.get_trials(deepcopy=False, states=FINISHED + (TrialState.RUNNING,))
+        running = [t.number for t in active if t.state == TrialState.RUNNING]
+        return len(active) > self.cfg.n_trials and trial.number == max(running)
 
     def _options_for(self, number: int) -> dict[str, Any]:
         """Backend options; the test hook ``faults`` ({trial number: fault}) picks one trial."""
@@ -247,6 +258,19 @@ def describe_trial(trial: FrozenTrial, best_before: float = math.inf) -> str:
     reason = attrs.get("failure", "disconnected (re-queued)")
     detail = attrs.get("failure_log", "").splitlines()[:1]
     return f"Trial {trial.number}{tag}: failed: {reason}" + (f" ({detail[0]})" if detail else "")
+
+
+def _stop_at_total(n_trials: int):
+    """Stop once finished trials plus those other workers are running reach ``n_trials``.
+
+    Optuna's MaxTrialsCallback counts finished trials only, so each of several workers would
+    start one more trial at the end. A running trial that later fails frees its place again.
+    """
+    def callback(study: optuna.Study, trial: FrozenTrial) -> None:
+        if _count(study, FINISHED + (TrialState.RUNNING,)) >= n_trials:
+            study.stop()
+
+    return callback
 
 
 def _create_or_load(cfg: StudyConfig, storage: StudyStorage) -> optuna.Study:
