@@ -13,6 +13,7 @@ printed, logged or saved.
 from __future__ import annotations
 
 import errno
+import html
 import logging
 import os
 import re
@@ -109,8 +110,8 @@ def serve_dashboard(storage: str | optuna.storages.BaseStorage, *,
         raise
     print(f"optuna-dashboard is running at {dash.local_url} (this machine only).")
     if dash.public_url and dash.password:
-        print(f"Public link: {dash.public_url} (user {dash.username!r}, password "
-              f"{dash.password!r}; shown only this once: anyone with them can delete studies).")
+        _reveal(f"Public link: {dash.public_url} (user {dash.username!r}, password "
+                f"{dash.password!r}; shown only this once: anyone with them can delete studies).")
     elif dash.public_url:
         print(f"Open it here (private to your Colab login): {dash.public_url}")
     if dash.note:
@@ -123,14 +124,39 @@ def run_dashboard_forever(storage: str | optuna.storages.BaseStorage, *,
                           port: int = DEFAULT_PORT, tunnel: str = "auto") -> None:
     """Serve the dashboard (as :func:`serve_dashboard`) until Ctrl-C, for a terminal."""
     dash = serve_dashboard(storage, artifact_dir=artifact_dir, port=port, tunnel=tunnel)
-    print("Press Ctrl-C to stop.")
     try:
+        print("Press Ctrl-C to stop.")
         while dash.running:
             dash._thread.join(timeout=1)  # short waits keep Ctrl-C responsive
     except KeyboardInterrupt:
         pass
     finally:
         dash.stop()
+
+
+def _reveal(text: str) -> None:
+    """Show a secret once without it landing in a saved notebook.
+
+    In a Jupyter/Colab kernel it goes into a widget, whose text is not written to the .ipynb's
+    outputs (only a reference to the widget is); in a terminal it is printed.
+    """
+    try:
+        from IPython import get_ipython
+
+        in_kernel = get_ipython() is not None and hasattr(get_ipython(), "kernel")
+    except ImportError:
+        in_kernel = False
+    if not in_kernel:
+        print(text)
+        return
+    import ipywidgets
+    from IPython.display import display
+
+    class _Secret(ipywidgets.HTML):
+        def __repr__(self) -> str:  # the text/plain copy that notebooks do save
+            return "(dashboard credentials, shown in the widget above and not saved)"
+
+    display(_Secret(value=f"<code>{html.escape(text)}</code>"))
 
 
 def ngrok_options(port: int, username: str, password: str, *,

@@ -5,6 +5,7 @@ options themselves are tested in tests/test_dashboard.py.)"""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import signal
@@ -196,3 +197,16 @@ def test_dashboard_of_a_database_url_writes_no_credentials_into_folder_names(pos
     assert password not in "".join(output)
     assert scan_tree(tmp_path, password) == {}
     assert (tmp_path / "gg_results" / "artifacts").is_dir()  # the run command's results folder
+
+
+def test_a_generated_password_is_shown_in_a_kernel_but_not_saved_in_its_outputs():
+    """In a notebook the credentials go into a widget: the saved outputs hold no copy of them."""
+    import nbclient
+    import nbformat
+
+    secret = "pw-" + "Zq7" * 8
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        f"from gg_optuna_helpers.dashboard import _reveal\n_reveal('password {secret}')")])
+    nbclient.NotebookClient(nb, kernel_name="python3", timeout=120).execute()
+    outputs = json.dumps([cell.outputs for cell in nb.cells])
+    assert "widget-view+json" in outputs and secret not in outputs
