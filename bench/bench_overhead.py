@@ -16,6 +16,7 @@ parts. Targets: at most 1.5 s per trial and 20 ms per epoch::
 
 from __future__ import annotations
 
+import logging
 import shutil
 import statistics
 import subprocess
@@ -87,6 +88,10 @@ def main(argv: list[str] | None = None) -> int:
     body += "\n\n" + table(["component, measured alone", "seconds"], [
         ["child start: `python -m gg_optuna_helpers.worker` for 0 epochs", f"{parts['child']:.3f}"],
         ["  of which `import torch` in a fresh interpreter", f"{parts['import_torch']:.3f}"],
+        ["  of which the first optimizer (torch imports `torch._dynamo` then)",
+         f"{parts['first_optimizer']:.3f}"],
+        ["  `import gg_optuna_helpers` (Optuna, SQLAlchemy) in a fresh interpreter",
+         f"{parts['import_package']:.3f}"],
         ["same trainer built in-process (the plain loop's cost)", f"{parts['build']:.3f}"],
         ["snapshot of the study database (after each trial)", f"{parts['snapshot']:.4f}"],
         ["per epoch, in the child: checkpoint `last.pt` (and `best.pt` on a new best)",
@@ -127,6 +132,7 @@ def _helper(work: Path, defaults: dict, n_trials: int, epochs: int) -> float:
     cfg = StudyConfig(stage=STAGE, storage=str(work / "results"), local_dir=str(work / "local"),
                       n_trials=n_trials, max_epochs=epochs, pruner="none", patience=None,
                       device="cpu", edits=dict(defaults), show_progress_bar=False)
+    logging.getLogger("gg_optuna_helpers").setLevel(logging.WARNING)  # no line per trial
     study = run_study(cfg)
     trials = study.get_trials(deepcopy=False)
     assert all(t.state == TrialState.COMPLETE for t in trials), [t.state for t in trials]
@@ -184,8 +190,13 @@ def _components(work: Path, defaults: dict, repeats: int) -> dict[str, float]:
     child = _median(lambda: subprocess.run(
         [sys.executable, "-m", "gg_optuna_helpers.worker", str(path)], check=True,
         capture_output=True), repeats)
-    import_torch = _median(lambda: subprocess.run([sys.executable, "-c", "import torch"],
-                                                  check=True), repeats)
+    def fresh(code: str) -> float:
+        return _median(lambda: subprocess.run([sys.executable, "-c", code], check=True), repeats)
+
+    import_torch = fresh("import torch")
+    first_optimizer = fresh("import torch; torch.optim.SGD([torch.zeros(1, requires_grad=True)], "
+                            "lr=0.1)") - import_torch
+    import_package = fresh("import gg_optuna_helpers")
     backend = get_backend("mini")
     ctx = TrainerContext(stage=STAGE, params=dict(defaults), max_epochs=1, seed=42, device="cpu",
                          trial_dir=work, cache_dir=work / ".cache")
@@ -211,7 +222,8 @@ def _components(work: Path, defaults: dict, repeats: int) -> dict[str, float]:
         epochs = iter(range(1, 1000))
         report = _median(lambda: relay.handle(dict(event, epoch=next(epochs))), 9)
     snapshot = _median(lambda: storage.snapshot(force=True), 5)
-    return {"child": child, "import_torch": import_torch, "build": build,
+    return {"child": child, "import_torch": import_torch, "first_optimizer": first_optimizer,
+            "import_package": import_package, "build": build,
             "checkpoint": checkpoint, "preview": preview, "metrics_line": metrics,
             "report": report, "snapshot": snapshot}
 

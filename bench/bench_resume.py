@@ -128,7 +128,7 @@ def _progress(path: str, work: Path) -> list[tuple[int, int]]:
     else:
         files = sorted((work / "results" / f"mini_{STAGE}").glob("trial_*/metrics.jsonl"))
     seen = []
-    for file in files:
+    for index, file in enumerate(files):  # trial folders in order: trial_0000, trial_0003, ...
         if not file.exists():
             continue
         text = file.read_text()
@@ -137,7 +137,7 @@ def _progress(path: str, work: Path) -> list[tuple[int, int]]:
             if path == "plain":
                 seen.append((event["trial"], event["epoch"]))
             elif event["event"] == "epoch" and not event.get("replayed"):
-                seen.append((int(file.parent.name.split("_")[1]), event["epoch"]))
+                seen.append((index, event["epoch"]))  # a retry writes to its original folder
     return seen
 
 

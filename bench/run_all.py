@@ -9,6 +9,7 @@ leaves the docs alone::
     python bench/run_all.py --quick         # every benchmark at its smoke-test size
     python bench/run_all.py --only pruning search
     python bench/run_all.py --only pruning_whatif   # the pruner tuning variants (~15 min)
+    python bench/run_all.py --docs-only --only pruning_whatif   # its docs section, no run
 """
 
 from __future__ import annotations
@@ -46,8 +47,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--only", nargs="+", choices=list(BENCHMARKS), help="run only these")
     p.add_argument("--out", type=Path, default=BENCH / "results", help="raw results folder")
     p.add_argument("--no-docs", action="store_true", help="do not update docs/benchmarks.md")
+    p.add_argument("--docs-only", action="store_true",
+                   help="run nothing: rewrite docs/benchmarks.md from the results already there")
     args = p.parse_args(argv)
     names = args.only or DEFAULT
+    if args.docs_only:
+        update_docs(DOCS, args.out, names)
+        print(f"Updated {DOCS.relative_to(ROOT)}")
+        return 0
     extra = ["--quick"] if args.quick else []
     if args.out.resolve() != (BENCH / "results").resolve():
         extra += ["--out", str(args.out)]
