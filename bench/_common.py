@@ -129,7 +129,7 @@ def section(record: dict[str, Any], body: str) -> str:
     lines = [
         f"`{record['command']}`  ",
         f"{record['date']}; {m['cpu']}, {m['cores']} cores (load average {m['load_avg_1min']} "
-        f"at start); Python {m['python']}, torch {m['torch']}, Optuna {m['optuna']}; "
+        f"when it finished); Python {m['python']}, torch {m['torch']}, Optuna {m['optuna']}; "
         f"commit {m['commit']}",
         "",
         "Settings: " + "; ".join(f"{k} {_short(v)}" for k, v in record["settings"].items()),
