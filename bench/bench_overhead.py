@@ -124,9 +124,10 @@ def main(argv: list[str] | None = None) -> int:
     figures = {"overhead_per_trial": {f"{k[0]}_{k[1]}": v for k, v in measured.items()},
                "overhead_per_epoch": per_epoch_path, "added_per_trial": per_trial,
                "added_per_epoch": per_epoch, "components": parts}
-    body += ("\n\nThe per-trial and per-epoch figures come from the end-to-end runs; the components "
-             "are measured alone to show where the time goes. The parent's per-epoch work runs "
-             "while the child trains the next epoch, so it is not on the critical path.\n")
+    body += ("\n\nThe per-trial and per-epoch figures come from the end-to-end runs; the "
+             "components are measured alone to show where the time goes. The parent's per-epoch "
+             "work runs while the child trains the next epoch, so it is not on the critical "
+             "path.\n")
     save(args, "overhead", settings=settings, figures=figures, targets=targets, markdown=body)
     return 0
 
@@ -245,6 +246,7 @@ def _components(work: Path, defaults: dict, repeats: int) -> dict[str, float]:
     child = _median(lambda: subprocess.run(
         [sys.executable, "-m", "gg_optuna_helpers.worker", str(path)], check=True,
         capture_output=True), repeats)
+
     def fresh(code: str) -> float:
         return _median(lambda: subprocess.run([sys.executable, "-c", code], check=True), repeats)
 

@@ -103,10 +103,8 @@ def main(argv: list[str] | None = None) -> int:
         }
         states = {k: sum(r.states[k] for r, _ in pairs) for k in runs[name][0].states}
         rows.append([name + (" (default)" if name == RECOMMENDED else ""),
-                     f"{mean(epochs):.2f} [{min(epochs):.2f}..{max(epochs):.2f}]",
-                     pct(1 - mean(epochs)),
-                     f"{pct(mean(regret), True)} [{pct(min(regret), True)}..{pct(max(regret), True)}]",
-                     f"{mean(wall):.2f} [{min(wall):.2f}..{max(wall):.2f}]",
+                     _spread(epochs, "{:.2f}".format), pct(1 - mean(epochs)),
+                     _spread(regret, lambda x: pct(x, True)), _spread(wall, "{:.2f}".format),
                      f"{states['complete']}/{states['pruned']}/{states['fail']}"])
     header = ["pruner", "epochs vs none", "epochs saved", "regret (best vs none)",
               "time vs none", "complete/pruned/failed"]
@@ -133,11 +131,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"target: {t['target']}: {t['figure']} -> {'met' if t['met'] else 'NOT met'}")
     print(f"   ({time.perf_counter() - started:.0f} s)")
     body += ("\n\nMeans over seeds [min..max]. Regret: the study's best value relative to the "
-             "`none` study of the same seed (positive = worse). Time: the trainer builds and epochs "
-             "a study used, at their measured cost, plus its measured Optuna time, in CPU "
+             "`none` study of the same seed (positive = worse). Time: the trainer builds and "
+             "epochs a study used, at their measured cost, plus its measured Optuna time, in CPU "
              "seconds of one thread (= wall time on an idle core; unaffected by other jobs).\n")
-    save(args, "pruning_whatif" if args.what_if else "pruning", settings=settings, figures=figures, targets=targets, markdown=body)
+    save(args, "pruning_whatif" if args.what_if else "pruning", settings=settings,
+         figures=figures, targets=targets, markdown=body)
     return 0
+
+
+def _spread(values: list[float], fmt) -> str:
+    """'mean [min..max]' of per-seed figures."""
+    return f"{fmt(mean(values))} [{fmt(min(values))}..{fmt(max(values))}]"
 
 
 if __name__ == "__main__":
