@@ -39,6 +39,12 @@ class Param:
             return trial.suggest_int(self.name, int(self.low), int(self.high), log=self.log)
         return trial.suggest_float(self.name, self.low, self.high, log=self.log)
 
+    def contains(self, value: Any) -> bool:
+        """Whether ``value`` lies in this parameter's choices or range."""
+        if self.kind == "categorical":
+            return value in self.choices
+        return isinstance(value, (int, float)) and self.low <= value <= self.high
+
     def values(self) -> tuple | None:
         """The finite set of values this parameter can take, or None for a range."""
         return self.choices if self.kind == "categorical" else None

@@ -288,8 +288,13 @@ def _create_or_load(cfg: StudyConfig, storage: StudyStorage) -> optuna.Study:
     for key in ("backend", "stage", "max_epochs"):
         study.set_user_attr(key, getattr(cfg, key))
     defaults = get_backend(cfg.backend).defaults(cfg.stage, cfg.backend_options)
-    study.enqueue_trial({k: v for k, v in defaults.items() if k in cfg.space.names},
-                        user_attrs={"baseline": True})
+    baseline = {k: v for k, v in defaults.items() if k in cfg.space.names}
+    outside = [f"{k}={v!r}" for k, v in baseline.items() if not cfg.space[k].contains(v)]
+    if outside:
+        log.warning("No baseline trial: the repo's defaults lie outside the edited search space "
+                    "(%s).", ", ".join(outside))
+    else:
+        study.enqueue_trial(baseline, user_attrs={"baseline": True})
     return study
 
 

@@ -92,3 +92,8 @@ def test_parse_edit(text, expected):
 def test_parse_edit_refuses_garbage():
     with pytest.raises(ConfigError, match="name=value"):
         parse_edit("lr")
+
+
+def test_contains():
+    assert MESHHEAD["batch_size"].contains(1) and not MESHHEAD["batch_size"].contains(3)
+    assert MESHHEAD["lr"].contains(1e-3) and not MESHHEAD["lr"].contains(0.1)

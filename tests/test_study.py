@@ -169,3 +169,13 @@ def test_early_stopping_after_the_warmup(tmp_path):
     assert trial.state.name == "COMPLETE" and trial.user_attrs["early_stopped_at"] == 4
     assert trial.value == min(trial.intermediate_values.values())
     assert "early-stopped at epoch 4" in out.stdout
+
+
+def test_an_edit_that_excludes_the_defaults_runs_without_a_baseline(tmp_path):
+    results = tmp_path / "r"
+    out = cli(*run_args(results, "--set", "batch_size=2", "--set", "lr=1e-4:1e-3", trials=1,
+                        epochs=1))
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "No baseline trial" in out.stdout and "batch_size=1" in out.stdout
+    (trial,) = trials(results)
+    assert trial.state.name == "COMPLETE" and trial.params["batch_size"] == 2
