@@ -180,7 +180,10 @@ class _Objective:
             warmup_epochs=warmup_epochs(cfg.pruner, cfg.max_epochs),
             options=self._options_for(trial.number))
         limits = Limits(trial_timeout=cfg.trial_timeout, epoch_timeout=cfg.epoch_timeout)
-        self.storage.snapshot(force=True)  # a new VM then knows this trial and its folder
+        # A new VM then knows this trial and its folder; with a heartbeat already recorded, so
+        # that there it turns stale and is re-queued rather than left RUNNING.
+        self.storage.rdb.record_heartbeat(trial._trial_id)
+        self.storage.snapshot(force=True)
         try:
             outcome = run_trial(trial, spec, limits=limits, on_tick=self.storage.snapshot)
         except TrialFailed as e:
