@@ -111,6 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     dash = sub.add_parser("dashboard", help="serve optuna-dashboard on 127.0.0.1")
     _storage_args(dash, study=False)
+    dash.add_argument("--study-name", help="show this study live (default: every study of a "
+                                           "folder, as it is when the dashboard starts)")
     dash.add_argument("--port", type=int, default=8081, help="(default: %(default)s)")
     dash.add_argument("--tunnel", default="auto", choices=["auto", "colab", "ngrok", "none"],
                       help="auto: Colab proxy on Colab, ngrok when NGROK_AUTHTOKEN is set")
@@ -160,21 +162,21 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .status import load_study
+    from .layout import check_study_name
+    from .storage import check_writable_dir, open_storage
 
-    from .storage import open_storage
-
-    storage = open_storage(args.storage)
-    load_study(storage, args.study_name)  # a clear error for a wrong name
-    out = args.out or _results_folder(args.storage) / f"report_{args.study_name}"
-    _report(storage, args.study_name, out)
+    name = check_study_name(args.study_name)
+    out = Path(args.out or _results_folder(args.storage) / f"report_{name}")
+    check_writable_dir(out, "report folder")
+    storage = open_storage(args.storage, study_name=name, read_only=True)  # names a wrong study
+    _report(storage, name, out)
     return 0
 
 
 def _results_folder(storage: str) -> Path:
     """The run command's default results folder for ``--storage`` (never a path made of a URL,
     which would write its password into folder names)."""
-    return Path("gg_results" if "://" in storage else storage.removesuffix(".db"))
+    return Path("gg_results" if "://" in storage else storage)
 
 
 def _report(storage, study_name: str, out) -> None:
@@ -192,8 +194,13 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     from .dashboard import run_dashboard_forever
     from .storage import open_storage
 
-    storage = open_storage(args.storage)
+    if not 1 <= args.port <= 65535:
+        raise ConfigError(f"--port must be from 1 to 65535, but got {args.port}.")
     artifacts = args.artifacts or str(_results_folder(args.storage) / "artifacts")
+    if Path(artifacts).exists() and not Path(artifacts).is_dir():
+        raise ConfigError(f"The artifact folder {artifacts} is a file: pass a folder "
+                          "(--artifacts).")
+    storage = open_storage(args.storage, study_name=args.study_name, read_only=True)
     run_dashboard_forever(storage.rdb, artifact_dir=artifacts, port=args.port,
                           tunnel=args.tunnel)
     return 0
@@ -204,7 +211,12 @@ def cmd_check_repo(args: argparse.Namespace) -> int:
 
     report = check_repo(args.repo, args.data)
     print("\n".join(report.lines()))
-    return 0 if report.ok else 1
+    if report.ok:
+        return 0
+    problems = report.problems()
+    more = f" ({len(problems)} problems, listed above)" if len(problems) > 1 else ""
+    print(f"error: {problems[0]}{more}", file=sys.stderr)
+    return 2
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -215,8 +227,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         study = run_study(StudyConfig(stage=stage, storage=args.results_dir,
                                       n_trials=args.n_trials, max_epochs=args.max_epochs,
                                       show_progress_bar=not args.quiet))
-        _report(open_storage(args.results_dir), study.study_name,
-                Path(args.results_dir) / f"report_{study.study_name}")
+        _report(open_storage(args.results_dir, study_name=study.study_name, read_only=True),
+                study.study_name, Path(args.results_dir) / f"report_{study.study_name}")
     return 0
 
 

@@ -45,6 +45,15 @@ class Param:
             return value in self.choices
         return isinstance(value, (int, float)) and self.low <= value <= self.high
 
+    def distribution(self) -> optuna.distributions.BaseDistribution:
+        """The Optuna distribution :meth:`suggest` uses."""
+        if self.kind == "categorical":
+            return optuna.distributions.CategoricalDistribution(list(self.choices))
+        if self.kind == "int":
+            return optuna.distributions.IntDistribution(int(self.low), int(self.high),
+                                                        log=self.log)
+        return optuna.distributions.FloatDistribution(self.low, self.high, log=self.log)
+
     def values(self) -> tuple | None:
         """The finite set of values this parameter can take, or None for a range."""
         return self.choices if self.kind == "categorical" else None

@@ -16,13 +16,14 @@ from .errors import ConfigError
 
 def load_study(storage: StudyStorage | BaseStorage | str | os.PathLike,
                study_name: str) -> optuna.Study:
-    """Load an existing study, or say which studies exist. ``storage``: opened, or a folder/URL."""
+    """Load an existing study, or say which studies exist. ``storage``: opened, or a folder/URL
+    (then opened to read: nothing is written)."""
     if isinstance(storage, StudyStorage):
-        rdb = storage.rdb
+        rdb = storage.storage_for(study_name)
     elif isinstance(storage, BaseStorage):
         rdb = storage
     else:
-        rdb = open_storage(storage).rdb
+        rdb = open_storage(storage, study_name=study_name, read_only=True).rdb
     try:
         return optuna.load_study(study_name=study_name, storage=rdb)
     except KeyError:

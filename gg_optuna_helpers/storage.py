@@ -1,17 +1,21 @@
-"""Where studies live: a local live SQLite file with durable snapshots, or a server database.
+"""Where studies live: a folder with one SQLite file per study, or a database URL.
 
-SQLite on Google Drive's FUSE mount locks badly and loses writes, so for a folder (Drive on
-Colab, any directory elsewhere) the live database sits on local disk and is copied atomically
-into the folder (SQLite backup API to a temporary file, then ``os.replace``) after each trial
-and at most every ``snapshot_every`` seconds during one. On open, the newer copy wins.
+A folder (Drive on Colab, any directory elsewhere) holds one database file per study
+(layout.py), so no runtime ever overwrites another study. Opened to run a study, its live copy
+sits on local disk (SQLite on Drive's FUSE mount locks badly and loses writes), the study is
+held by a lease (lease.py), and the live copy is copied atomically into the folder after each
+trial and at most every ``snapshot_every`` seconds during one. A copy replaces another only
+when it holds at least the other's studies and finished trials (sqlite_files.py).
 
-A ``sqlite:///...`` or ``postgresql://...`` URL is used as given (no snapshots): the latter is
-Optuna's distributed mode for several machines.
+Opened to read (status, report, the dashboard, notebook 03) nothing is written anywhere: the
+newer readable copy is opened read-only, or, for all studies of a folder, copied into memory.
+
+A ``sqlite:///PATH`` or ``postgresql://...`` URL is used as given (no snapshots, no lease):
+the latter is Optuna's distributed mode for several machines.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 import os
@@ -21,47 +25,87 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import optuna
 import sqlalchemy.exc
 from optuna.exceptions import ExperimentalWarning
-from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.storages import BaseStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
 
 from .errors import ConfigError
+from .layout import DB_NAME, LEASE_NAME, check_study_name, legacy_db, study_db, study_names
+from .lease import LEASE_TIMEOUT, Lease
+from .sqlite_files import contents, copy_sqlite, covers, keep_only, read_only_url, set_aside
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("gg_optuna_helpers")
 
-DB_NAME = "optuna.db"
-SQLITE_MAGIC = b"SQLite format 3\x00"
-SERVER_SCHEMES = ("postgresql", "mysql")
+SERVER_DRIVERS = {"postgresql": "pip install 'psycopg[binary]' (PostgreSQL)",
+                  "mysql": "pip install PyMySQL and write the URL as mysql+pymysql://..."}
 CREATE_ATTEMPTS = 5
+MOVE_IT = "move it away, or point the storage at another folder."
 
 
 @dataclass
 class StudyStorage:
-    """An opened storage: ``rdb`` for Optuna, plus the snapshot machinery for a folder."""
+    """An opened storage: ``rdb`` for Optuna, plus the snapshot machinery for a folder.
 
-    rdb: RDBStorage
+    ``read_only``: opened to read (nothing is written, no lease). ``study_name``: the study this
+    folder storage was opened for (None: all studies, read-only).
+    """
+
+    rdb: BaseStorage
     url: str
     live: Path | None = None
     durable: Path | None = None
     snapshot_every: float = 60.0
+    folder: Path | None = None
+    study_name: str | None = None
+    read_only: bool = False
+    local_dir: Path | None = None
+    lease: Lease | None = None
     _last_snapshot: float = field(default=0.0, repr=False)
+    _written: tuple | None = field(default=None, repr=False)
 
     def snapshot(self, *, force: bool = False) -> bool:
-        """Copy the live database into the durable folder; throttled unless ``force``.
+        """Copy the live database into the folder; throttled unless ``force``.
 
         Never raises: a failed snapshot (Drive gone, disk full) is logged and retried later.
         """
-        if self.durable is None or self.live is None:
+        if self.durable is None or self.live is None or self.read_only:
             return False
         if not force and time.monotonic() - self._last_snapshot < self.snapshot_every:
             return False
+        if self.lease is not None and self.lease.lost:
+            return False
         self._last_snapshot = time.monotonic()
         try:
-            _copy_sqlite(self.live, self.durable)
+            self._guard_durable()
+            copy_sqlite(self.live, self.durable)
+            self._written = _stamp(self.durable)
             return True
         except (OSError, sqlite3.Error) as e:
             log.warning("Could not snapshot %s to %s (%s); will retry.", self.live, self.durable, e)
             return False
+
+    def _guard_durable(self) -> None:
+        """A snapshot this runtime did not write is kept aside unless the live copy covers it."""
+        if not self.durable.exists() or _stamp(self.durable) == self._written:
+            return
+        found, why = contents(self.durable)
+        if found is None:
+            set_aside(self.durable, f"it is {why}")
+        elif not covers(contents(self.live)[0] or {}, found):
+            set_aside(self.durable, "it holds studies or finished trials the live copy lacks")
+
+    def storage_for(self, study_name: str) -> BaseStorage:
+        """The Optuna storage that holds ``study_name``: this one, or that study's own file."""
+        if self.folder is None or self.study_name in (None, study_name):
+            return self.rdb
+        return open_storage(self.folder, study_name=study_name, read_only=True,
+                            local_dir=self.local_dir).rdb
+
+    def close(self) -> None:
+        """Release the study's lease (the last snapshot is the caller's)."""
+        if self.lease is not None:
+            self.lease.release()
 
     def describe(self) -> str:
         if self.durable is None:
@@ -72,34 +116,248 @@ class StudyStorage:
 def open_storage(
     where: str | os.PathLike | None = None,
     *,
+    study_name: str | None = None,
+    read_only: bool = False,
     local_dir: str | os.PathLike | None = None,
     heartbeat_interval: int = 10,
     grace_period: int | None = None,
     max_retry: int = 3,
     snapshot_every: float = 60.0,
+    lease_timeout: float = LEASE_TIMEOUT,
 ) -> StudyStorage:
-    """Open ``where``: a folder (or ``.db`` file) with durable snapshots, or a database URL.
+    """Open ``where``: a folder (one database per study) or a database URL.
 
-    ``local_dir`` holds the live copy (default: ``$GG_OPTUNA_LOCAL_DIR`` or
+    A folder with ``study_name`` opens that study to run it (live copy on local disk, lease,
+    snapshots); a folder without one, or ``read_only=True``, opens to read and writes nothing.
+    ``local_dir`` holds live copies (default: ``$GG_OPTUNA_LOCAL_DIR`` or
     ``~/.cache/gg_optuna_helpers``). Dead trials are detected by heartbeat and re-queued with
     their intermediate values.
     """
     where = os.fspath(where if where is not None else "gg_results")
-    live = durable = None
+    beat = (heartbeat_interval, grace_period, max_retry)
     if "://" in where:
-        url = _check_url(where)
-    else:
-        durable = _durable_file(Path(where).expanduser())
-        live = _live_file(durable, local_dir)
-        _restore_newer(durable, live)
-        url = f"sqlite:///{live}"
-    rdb = _rdb(url, heartbeat_interval, grace_period, max_retry)
-    storage = StudyStorage(rdb, url, live, durable, snapshot_every)
+        url = check_url(where, read_only=read_only)
+        file = _sqlite_file(url)
+        rdb = _rdb(read_only_url(file) if read_only and file else url, None if read_only else beat)
+        return StudyStorage(rdb, url, read_only=read_only, study_name=study_name)
+    if study_name is not None:
+        check_study_name(study_name)
+    read_only = read_only or study_name is None
+    folder = check_folder(where, write=not read_only)
+    base = local_base(local_dir, write=not read_only)
+    if read_only:
+        return _open_to_read(folder, study_name, base)
+    return _open_to_write(folder, study_name, base, beat, snapshot_every, lease_timeout)
+
+
+def check_url(url: str, *, read_only: bool = False) -> str:
+    """``url`` if Optuna can keep a study there, else a one-sentence ConfigError."""
+    scheme = url.split("://", 1)[0].split("+", 1)[0]
+    if scheme == "sqlite":
+        if not url.startswith("sqlite:///"):
+            raise ConfigError(f"{url} has two slashes after sqlite:, so its file name would be "
+                              "read as a host: write sqlite:///relative/path.db (three "
+                              "slashes) or sqlite:////absolute/path.db (four).")
+        file = _sqlite_file(url)
+        if file is None:
+            raise ConfigError(f"{url} keeps nothing on disk, so every trial would be lost: name a "
+                              "file, sqlite:///PATH.db, or pass a folder.")
+        _check_file(file, read_only)
+        return url
+    if scheme in SERVER_DRIVERS:
+        return url
+    raise ConfigError(
+        f"Storage URL scheme {scheme!r} is not supported: use a folder, sqlite:///PATH or "
+        "postgresql://USER:PASSWORD@HOST/DB."
+    )
+
+
+def _sqlite_file(url: str) -> Path | None:
+    """The file of an ``sqlite:///`` URL; None for another URL or one with no file."""
+    if not url.startswith("sqlite:///"):
+        return None
+    path = url[len("sqlite:///"):].split("?", 1)[0]
+    return None if path in ("", ":memory:") or path.startswith("file:") else Path(path)
+
+
+def _check_file(file: Path, read_only: bool) -> None:
+    if file.is_dir():
+        raise ConfigError(f"{file} is a folder, not a database file: pass the folder itself "
+                          "as the storage, or name a file inside it.")
+    if not file.parent.exists():
+        raise ConfigError(f"The folder {file.parent} of {file} does not exist: create it or fix "
+                          "the path.")
+    if not file.parent.is_dir():
+        raise ConfigError(f"{file.parent} is not a folder, so {file} cannot be there: fix the "
+                          "path.")
+    if not file.exists():
+        if read_only:
+            raise ConfigError(f"There is no database file {file}: check the path.")
+        return
+    if file.stat().st_size:
+        found, why = contents(file)
+        if found is None:
+            raise ConfigError(f"{file} is {why}: move it away, or name another file.")
+
+
+def check_folder(where: str | os.PathLike, *, write: bool) -> Path:
+    """The storage folder, checked (to be written when ``write``); creates nothing."""
+    folder = Path(where).expanduser()
+    if folder.suffix == ".db":
+        raise ConfigError(f"The storage {folder} is a file name: pass its folder (each study "
+                          f"gets its own database file there), or sqlite:///{folder} for "
+                          "one database file.")
+    if str(folder).startswith("/content/drive") and not Path("/content/drive/MyDrive").is_dir():
+        raise ConfigError(
+            f"Google Drive is not mounted, so {folder} is unavailable: run the Drive cell "
+            "(gg_optuna_helpers.mount_drive()) first, or choose a local folder."
+        )
+    if write:
+        check_writable_dir(folder, "storage folder")
+    return folder
+
+
+def check_writable_dir(folder: Path, what: str, create: bool = False) -> None:
+    """Refuse, in one sentence, a folder that cannot be written (or made); ``create`` makes it."""
+    existing = next(p for p in (folder, *folder.parents) if p.exists() or p == p.parent)
+    if not existing.is_dir():
+        raise ConfigError(f"The {what} {folder} cannot be made: {existing} is a file, not a "
+                          "folder: choose another path.")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"The {what} {existing} is read-only: choose a writable folder.")
+    if create:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise ConfigError(f"Cannot create the {what} {folder} ({e.strerror}): choose a "
+                              "folder you can write to.") from None
+
+
+def local_base(local_dir: str | os.PathLike | None, *, write: bool = True) -> Path:
+    """The local folder for live copies (checked when ``write``, never created here)."""
+    base = Path(local_dir or os.environ.get("GG_OPTUNA_LOCAL_DIR")
+                or Path.home() / ".cache" / "gg_optuna_helpers").expanduser()
+    if write:
+        check_writable_dir(base, "local folder for live databases")
+    return base
+
+
+def _live(durable: Path, base: Path) -> Path:
+    return base / hashlib.sha1(str(durable.resolve()).encode()).hexdigest()[:12] / DB_NAME
+
+
+def _open_to_write(folder: Path, study: str, base: Path, beat: tuple, snapshot_every: float,
+                   lease_timeout: float) -> StudyStorage:
+    durable, legacy = study_db(folder, study), _readable(legacy_db(folder), base, None)
+    live = _live(durable, base)
+    if live.resolve() == durable.resolve():
+        raise ConfigError(f"The local live database and the snapshot are the same file {live}: "
+                          "choose another local_dir.")
+    check_writable_dir(folder, "storage folder", create=True)
+    check_writable_dir(base, "local folder for live databases", create=True)
+    durable.parent.mkdir(exist_ok=True)
+    lease = Lease(durable.parent / LEASE_NAME, study, base, lease_timeout)
+    lease.acquire()
+    try:
+        live.parent.mkdir(parents=True, exist_ok=True)
+        if not durable.exists() and not live.exists() and legacy and study in legacy[1]:
+            _move_out(legacy[0], study, live)
+        written = _restore(durable, live)
+        rdb = _rdb(f"sqlite:///{live}", beat)
+    except BaseException:
+        lease.release()
+        raise
+    storage = StudyStorage(rdb, f"sqlite:///{live}", live, durable, snapshot_every, folder, study,
+                           local_dir=base, lease=lease, _written=written)
     storage.snapshot(force=True)
     return storage
 
 
-def _rdb(url: str, interval: int, grace: int | None, max_retry: int) -> RDBStorage:
+def _move_out(source: Path, study: str, live: Path) -> None:
+    """A study of the old shared file gets its own file (the old file is left as it is)."""
+    copy_sqlite(source, live)
+    keep_only(live, study)
+    log.info("Study %r moves from the shared %s into its own database file.", study, source)
+
+
+def _restore(durable: Path, live: Path) -> tuple | None:
+    """Make the live copy the better of the two; returns the snapshot's stamp if it is sound."""
+    if not durable.exists():
+        return None
+    found, why = contents(durable)
+    have, live_why = contents(live) if live.exists() else (None, "missing")
+    if found is None:
+        if have is None:
+            raise ConfigError(f"{durable} is {why}, and this machine has no good copy of the "
+                              f"study: {MOVE_IT}")
+        set_aside(durable, f"it is {why}; the live copy {live} is kept")
+        return None
+    if have is not None and durable.stat().st_mtime_ns <= live.stat().st_mtime_ns:
+        return _stamp(durable)  # the live copy is the newer one
+    if have is not None and not covers(found, have):
+        set_aside(durable, f"it is newer than the live copy {live} but lacks some of its "
+                           "studies or finished trials")
+        return None
+    if live.exists() and have is None:
+        set_aside(live, f"it is {live_why}")
+    log.info("Restoring the study database from its snapshot %s.", durable)
+    copy_sqlite(durable, live)
+    return _stamp(durable)
+
+
+def _readable(durable: Path, base: Path, study: str | None) -> tuple[Path, dict] | None:
+    """The newer readable copy of ``durable`` (it or this machine's live copy) that holds
+    ``study`` (any study if None), with its contents; None if neither has it."""
+    copies = []
+    for file in (durable, _live(durable, base)):
+        if file.exists():
+            found, why = contents(file)
+            if found is None and file == durable and not _live(durable, base).exists():
+                raise ConfigError(f"{file} is {why}: {MOVE_IT}")
+            if found is not None and (study is None or study in found):
+                copies.append((file.stat().st_mtime_ns, file, found))
+    return max(copies)[1:] if copies else None
+
+
+def _open_to_read(folder: Path, study: str | None, base: Path) -> StudyStorage:
+    if not folder.is_dir():
+        raise ConfigError(f"There is no storage folder {folder}: check the path (--storage).")
+    legacy = _readable(legacy_db(folder), base, study)
+    if study is None:
+        return _all_in_memory(folder, base, legacy)
+    own = _readable(study_db(folder, study), base, study) if (folder / study).is_dir() else None
+    file = (own or legacy or (None,))[0]
+    if file is None:
+        names = sorted(set(study_names(folder)) | set(legacy[1] if legacy else ()))
+        raise ConfigError(f"No study named {study!r} in {folder}; it holds "
+                          f"{', '.join(map(repr, names)) or 'no studies'}.")
+    return StudyStorage(_rdb(read_only_url(file), None), f"sqlite:///{file}", folder=folder,
+                        study_name=study, read_only=True, local_dir=base)
+
+
+def _all_in_memory(folder: Path, base: Path, legacy: tuple | None) -> StudyStorage:
+    """Every study of the folder copied into memory: a read-only view that writes nothing."""
+    memory = optuna.storages.InMemoryStorage()
+    names = study_names(folder)
+    sources = [(n, _open_to_read(folder, n, base).rdb) for n in names]
+    if legacy:
+        old = _rdb(read_only_url(legacy[0]), None)
+        sources += [(n, old) for n in legacy[1] if n not in names]
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        for name, rdb in sources:
+            optuna.copy_study(from_study_name=name, from_storage=rdb, to_storage=memory)
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+        for _, rdb in sources:
+            rdb.engine.dispose()
+    return StudyStorage(memory, f"memory copy of {folder}", folder=folder, read_only=True,
+                        local_dir=base)
+
+
+def _rdb(url: str, beat: tuple | None) -> RDBStorage:
+    """Optuna's RDBStorage; ``beat`` = (interval, grace, max_retry) turns on the heartbeat."""
     kwargs = {"connect_args": {"timeout": 30}} if url.startswith("sqlite") else {
         "pool_pre_ping": True}
     attempt = 1
@@ -107,19 +365,16 @@ def _rdb(url: str, interval: int, grace: int | None, max_retry: int) -> RDBStora
         try:
             with warnings.catch_warnings():  # heartbeat options are "experimental" since 2.x
                 warnings.simplefilter("ignore", ExperimentalWarning)
-                return RDBStorage(
-                    url,
-                    engine_kwargs=kwargs,
-                    heartbeat_interval=interval,
-                    grace_period=grace if grace is not None else 3 * interval,
+                options = {} if beat is None else dict(
+                    heartbeat_interval=beat[0],
+                    grace_period=beat[1] if beat[1] is not None else 3 * beat[0],
                     heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
-                        max_retry=max_retry, inherit_intermediate_values=True
-                    ),
-                )
+                        max_retry=beat[2], inherit_intermediate_values=True))
+                return RDBStorage(url, engine_kwargs=kwargs, **options)
         except ImportError as e:
+            driver = SERVER_DRIVERS.get(url.split(":", 1)[0].split("+")[0], "install its driver")
             raise ConfigError(f"The database driver for {_redact(url)} is missing "
-                              f"({_first_line(e)}): pip install 'psycopg[binary]' for "
-                              "PostgreSQL.") from None
+                              f"({_first_line(e)}): {driver}.") from None
         except Exception as e:  # sqlalchemy / driver errors: map to one sentence
             if attempt < CREATE_ATTEMPTS and _creation_race(e):
                 time.sleep(0.2 * attempt)  # the tables exist now: opening again finds them
@@ -139,104 +394,9 @@ def _creation_race(e: Exception) -> bool:
             or "already exists" in str(e))
 
 
-def _check_url(url: str) -> str:
-    scheme = url.split("://", 1)[0].split("+", 1)[0]
-    if scheme == "sqlite":
-        path = url.split(":///", 1)[-1]
-        if path and path != ":memory:":
-            file = Path(path)
-            if not file.parent.is_dir():
-                raise ConfigError(f"The folder of {url} does not exist: create it or fix the path.")
-            _check_sqlite_file(file)
-        return url
-    if scheme in SERVER_SCHEMES:
-        return url
-    raise ConfigError(
-        f"Storage URL scheme {scheme!r} is not supported: use a folder, sqlite:///PATH or "
-        "postgresql://USER:PASSWORD@HOST/DB."
-    )
-
-
-def _durable_file(path: Path) -> Path:
-    file = path if path.suffix == ".db" else path / DB_NAME
-    folder = file.parent
-    if str(folder).startswith("/content/drive") and not Path("/content/drive/MyDrive").is_dir():
-        raise ConfigError(
-            f"Google Drive is not mounted, so {folder} is unavailable: run the Drive cell "
-            "(gg_optuna_helpers.mount_drive()) first, or choose a local folder."
-        )
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise ConfigError(f"Cannot create the storage folder {folder} ({e.strerror}): "
-                          "choose a folder you can write to.") from None
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise ConfigError(f"The storage folder {folder} is read-only: choose a writable folder.")
-    _check_sqlite_file(file)
-    return file
-
-
-def _live_file(durable: Path, local_dir: str | os.PathLike | None) -> Path:
-    base = Path(local_dir or os.environ.get("GG_OPTUNA_LOCAL_DIR")
-                or Path.home() / ".cache" / "gg_optuna_helpers")
-    key = hashlib.sha1(str(durable.resolve()).encode()).hexdigest()[:12]
-    live = base / key / DB_NAME
-    if live.resolve() == durable.resolve():
-        raise ConfigError(f"The local live database and the snapshot are the same file {live}: "
-                          "choose another local_dir.")
-    live.parent.mkdir(parents=True, exist_ok=True)
-    return live
-
-
-def _check_sqlite_file(file: Path) -> None:
-    if file.exists() and file.stat().st_size > 0:
-        with open(file, "rb") as f:
-            if f.read(16) != SQLITE_MAGIC:
-                raise ConfigError(
-                    f"{file} is not an SQLite database (corrupt or another kind of file): "
-                    "move it away, or point the storage at another folder."
-                )
-
-
-def _restore_newer(durable: Path, live: Path) -> None:
-    """Make the live file the newer of the two copies (a new machine has only the snapshot)."""
-    if durable.exists() and (not live.exists() or durable.stat().st_mtime > live.stat().st_mtime):
-        _check_sqlite_file(durable)
-        _check_intact(durable)  # a damaged snapshot must not replace a good live copy
-        log.info("Restoring the study database from its snapshot %s.", durable)
-        _copy_sqlite(durable, live)
-    _check_sqlite_file(live)
-
-
-def _check_intact(file: Path) -> None:
-    """Refuse an SQLite file whose pages are damaged (truncated, overwritten) in one sentence."""
-    try:
-        with contextlib.closing(sqlite3.connect(f"file:{file}?mode=ro", uri=True)) as db:
-            problem = db.execute("pragma quick_check").fetchone()[0]
-    except sqlite3.DatabaseError as e:
-        problem = str(e)
-    if problem != "ok":
-        raise ConfigError(f"{file} is a damaged SQLite database ({problem.splitlines()[0]}): "
-                          "move it away, or point the storage at another folder.")
-
-
-def _copy_sqlite(src: Path, dst: Path) -> None:
-    """Consistent copy with the backup API, then an atomic rename; ``dst`` keeps src's mtime."""
-    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
-    try:
-        source = sqlite3.connect(f"file:{src}?mode=ro", uri=True, timeout=30)
-        target = sqlite3.connect(tmp)
-        try:
-            with target:
-                source.backup(target)
-        finally:
-            target.close()
-            source.close()
-        stat = src.stat()
-        os.utime(tmp, ns=(stat.st_atime_ns, stat.st_mtime_ns))
-        os.replace(tmp, dst)
-    finally:
-        tmp.unlink(missing_ok=True)
+def _stamp(file: Path) -> tuple:
+    stat = file.stat()
+    return stat.st_mtime_ns, stat.st_size, stat.st_ino
 
 
 def _redact(url: str) -> str:
@@ -253,4 +413,5 @@ def _first_line(e: BaseException) -> str:
     return (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
 
 
-__all__ = ["StudyStorage", "open_storage"]
+__all__ = ["StudyStorage", "check_folder", "check_url", "check_writable_dir", "local_base",
+           "open_storage"]

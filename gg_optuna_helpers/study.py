@@ -13,7 +13,6 @@ import json
 import logging
 import math
 import os
-import shutil
 import sys
 import socket
 import time
@@ -33,8 +32,11 @@ from .presets import make_pruner, make_sampler, warmup_epochs
 from .protocol import BEST, LAST, PREVIEW, TrialSpec
 from .runner import Limits, frozen, log_tail, run_trial
 from .spaces import SPACES, SearchSpace
+from .layout import check_study_name
 from .status import load_study
-from .storage import StudyStorage, open_storage
+from .storage import (StudyStorage, check_folder, check_url, check_writable_dir, local_base,
+                      open_storage)
+from .trial_dirs import check_study_dir, claim, known_dirs, study_uid
 
 log = logging.getLogger("gg_optuna_helpers")
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -75,23 +77,16 @@ class StudyConfig:
         cfg = copy.deepcopy(self)
         if cfg.stage not in STAGES:
             raise ConfigError(f"Unknown stage {cfg.stage!r}: choose one of {', '.join(STAGES)}.")
-        for name in ("n_trials", "max_epochs", "heartbeat_interval", "max_failures_in_a_row"):
-            value = getattr(cfg, name)
-            if not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name} must be a whole number >= 1, but got {value!r}.")
-        for name in ("timeout", "trial_timeout", "epoch_timeout"):
-            value = getattr(cfg, name)
-            if value is not None and not value > 0:
-                raise ConfigError(f"{name} must be a positive number of seconds, but got {value!r}.")
-        if cfg.patience is not None and (not isinstance(cfg.patience, int) or cfg.patience < 1):
-            raise ConfigError(f"patience must be a whole number >= 1 or None, but got {cfg.patience!r}.")
+        _check_numbers(cfg)
         make_pruner(cfg.pruner, max_epochs=cfg.max_epochs)
         make_sampler(cfg.sampler)
-        cfg.study_name = cfg.study_name or f"{cfg.backend}_{cfg.stage}"
-        cfg.meshhead_study = cfg.meshhead_study or f"{cfg.backend}_meshhead"
+        cfg.study_name = check_study_name(cfg.study_name or f"{cfg.backend}_{cfg.stage}")
+        cfg.meshhead_study = check_study_name(cfg.meshhead_study or f"{cfg.backend}_meshhead",
+                                              "MeshHead study name")
+        cfg.storage = os.fspath(cfg.storage)
         if cfg.results_dir is None:
-            cfg.results_dir = "gg_results" if "://" in str(cfg.storage) else str(cfg.storage)
-            cfg.results_dir = cfg.results_dir.removesuffix(".db")
+            cfg.results_dir = "gg_results" if "://" in cfg.storage else cfg.storage
+        _check_places(cfg)
         backend = get_backend(cfg.backend)
         limits = backend.limits(cfg.stage, cfg.backend_options)
         space = cfg.space or SPACES[cfg.stage].fitted(limits)
@@ -100,14 +95,89 @@ class StudyConfig:
         return cfg
 
 
+def _check_numbers(cfg: StudyConfig) -> None:
+    """Counts, seconds, the seed and the device: one sentence for the first bad one."""
+    for name in ("n_trials", "max_epochs", "heartbeat_interval", "max_failures_in_a_row"):
+        value = getattr(cfg, name)
+        if not _whole(value) or value < 1:
+            raise ConfigError(f"{name} must be a whole number >= 1, but got {value!r}.")
+    for name in ("timeout", "trial_timeout", "epoch_timeout"):
+        value = getattr(cfg, name)
+        if value is not None and not (_real(value) and value > 0):
+            raise ConfigError(f"{name} must be a positive number of seconds, but got {value!r}.")
+    if cfg.patience is not None and (not _whole(cfg.patience) or cfg.patience < 1):
+        raise ConfigError(f"patience must be a whole number >= 1 or None, but got {cfg.patience!r}.")
+    if not (_real(cfg.min_delta) and math.isfinite(cfg.min_delta) and cfg.min_delta >= 0):
+        raise ConfigError(f"min_delta must be a finite number >= 0, but got {cfg.min_delta!r}.")
+    if not _whole(cfg.seed) or not 0 <= cfg.seed < 2**31:
+        raise ConfigError(f"seed must be a whole number from 0 to {2**31 - 1}, but got "
+                          f"{cfg.seed!r}.")
+    _check_device(cfg.device)
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _real(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
+
+
+def _check_device(device: Any) -> None:
+    import re
+
+    import torch
+
+    if not isinstance(device, str) or not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", device):
+        raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, but got {device!r}.")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r} asks for a GPU, but torch sees no CUDA GPU here: "
+                          "use --device auto or cpu, or a GPU runtime.")
+
+
+def _check_places(cfg: StudyConfig) -> None:
+    """Storage, local and results folders, before anything is written to any of them."""
+    if "://" in cfg.storage:
+        check_url(cfg.storage)
+    else:
+        check_folder(cfg.storage, write=True)
+        local_base(cfg.local_dir, write=True)
+    results = Path(cfg.results_dir).expanduser()
+    check_folder(results, write=True)
+    for sub in (cfg.study_name, "artifacts"):
+        check_writable_dir(results / sub, "results folder")
+
+
 def run_study(config: StudyConfig) -> optuna.Study:
     """Create or resume the study and run it until ``n_trials`` trials have finished."""
     cfg = config.resolved()
     log_to_stdout()
+    _check_trial_dirs(cfg)
     verbosity = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # our one line per trial replaces its
-    storage = open_storage(cfg.storage, local_dir=cfg.local_dir,
+    storage = open_storage(cfg.storage, study_name=cfg.study_name, local_dir=cfg.local_dir,
                            heartbeat_interval=cfg.heartbeat_interval)
+    try:
+        return _run(cfg, storage)
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+        storage.snapshot(force=True)
+        storage.close()
+
+
+def _check_trial_dirs(cfg: StudyConfig) -> None:
+    """Refuse a results folder holding another study's trials, reading the study as stored
+    now (nothing is written; no study yet: any trial folder there is another study's)."""
+    try:
+        prior = load_study(cfg.storage, cfg.study_name)
+    except ConfigError:
+        prior = None  # no such study (or a storage problem that opening will name)
+    uid = prior and study_uid(prior, make=False)
+    study_dir = Path(cfg.results_dir).resolve() / cfg.study_name
+    check_study_dir(study_dir, uid, known_dirs(prior))
+
+
+def _run(cfg: StudyConfig, storage: StudyStorage) -> optuna.Study:
     study = _create_or_load(cfg, storage)
     _recover_dead_trials(study, storage)
     objective = _Objective(cfg, storage, study)
@@ -131,9 +201,6 @@ def run_study(config: StudyConfig) -> optuna.Study:
         log.warning("Interrupted: the running trial was stopped and re-queued; run again to "
                     "resume it from its last checkpoint.")
         raise
-    finally:
-        optuna.logging.set_verbosity(verbosity)
-        storage.snapshot(force=True)
     _log_done(study, cfg)
     return study
 
@@ -154,6 +221,7 @@ class _Objective:
                 self.options["meshhead_checkpoint"] = str(ckpt)
                 log.info("Using the best MeshHead of study %r: %s", cfg.meshhead_study, ckpt)
         self.study = study
+        self.uid, self.known = study_uid(study), known_dirs(study)
         self.failures_in_a_row = 0
         self.best = _best_value(study)
 
@@ -166,10 +234,9 @@ class _Objective:
             raise TrialFailed("surplus")
         original = _retried_number(frozen(trial))
         params = cfg.space.suggest(trial)
-        trial_dir = self.study_dir / f"trial_{trial.number if original is None else original:04d}"
-        if original is None:
-            shutil.rmtree(trial_dir, ignore_errors=True)  # left by a deleted study of that name
-        trial_dir.mkdir(parents=True, exist_ok=True)
+        number = trial.number if original is None else original
+        trial_dir = self.study_dir / f"trial_{number:04d}"
+        claim(trial_dir, self.uid, number, fresh=original is None, known=self.known)
         trial.set_user_attr("trial_dir", str(trial_dir))
         trial.set_user_attr("max_epochs", cfg.max_epochs)
         spec = TrialSpec(
@@ -282,8 +349,10 @@ def _create_or_load(cfg: StudyConfig, storage: StudyStorage) -> optuna.Study:
     try:
         study, created = optuna.create_study(direction="minimize", **common), True
     except optuna.exceptions.DuplicatedStudyError:
-        study, created = optuna.load_study(**common), False
+        study = optuna.load_study(**common)
         _check_compatible(study, cfg)
+        created = "stage" not in study.user_attrs and not study.get_trials(deepcopy=False)
+    study_uid(study)
     seed = _sampler_seed(cfg, storage, len(study.get_trials(deepcopy=False)))
     study.sampler = make_sampler(cfg.sampler, seed=seed, n_trials=cfg.n_trials)
     if not created:
@@ -324,6 +393,23 @@ def _check_compatible(study: optuna.Study, cfg: StudyConfig) -> None:
             raise ConfigError(
                 f"Study {cfg.study_name!r} was created for {key} {found!r}, not "
                 f"{getattr(cfg, key)!r}: choose another study name.")
+    searched = {}
+    for trial in study.get_trials(deepcopy=False):
+        searched.update(trial.distributions)
+    for name, old in searched.items():
+        if name in cfg.space.names:
+            new = cfg.space[name].distribution()
+            if type(old) is not type(new) or getattr(old, "log", 0) != getattr(new, "log", 0):
+                raise ConfigError(
+                    f"Study {cfg.study_name!r} searched {name!r} as {_kind(old)}, so it cannot "
+                    f"become {_kind(new)} now: keep its kind (a range stays a range, choices stay "
+                    "choices), or choose another study name.")
+
+
+def _kind(dist: optuna.distributions.BaseDistribution) -> str:
+    if isinstance(dist, optuna.distributions.CategoricalDistribution):
+        return f"choices {list(dist.choices)}"
+    return f"a range {dist.low:g}..{dist.high:g}"
 
 
 def _recover_dead_trials(study: optuna.Study, storage: StudyStorage) -> None:

@@ -59,6 +59,9 @@ class RepoReport:
         """True when nothing stands in the way of a study (warnings allowed)."""
         return not any(f.status == "problem" for f in self.findings)
 
+    def problems(self) -> list[str]:
+        return [f.text for f in self.findings if f.status == "problem"]
+
     def lines(self) -> list[str]:
         return [f.line() for f in self.findings]
 
@@ -80,7 +83,8 @@ def check_repo(repo: str | os.PathLike, data: str | os.PathLike | None = None, *
     root = Path(repo).expanduser().resolve()
     report = RepoReport(root)
     if not root.is_dir():
-        report.add("problem", "checkout", f"{root} does not exist: clone ucwxb/GazeGaussian or "
+        what = "is not a folder" if root.exists() else "does not exist"
+        report.add("problem", "checkout", f"{root} {what}: clone ucwxb/GazeGaussian or "
                    "kram254/GazeGaussian there, or fix the path.")
         return report
     missing = missing_files(root)
