@@ -266,7 +266,7 @@ def _components(work: Path, defaults: dict, repeats: int) -> dict[str, float]:
     event = {"event": "epoch", "epoch": 1, "value": 0.1, "parts": parts, "train": {"loss": 0.1},
              "seconds": 0.3}
     metrics = _median(lambda: append_event(work, **event), 5)
-    storage = open_storage(work / "db", local_dir=work / "local")
+    storage = open_storage(work / "db", study_name="snapshot", local_dir=work / "local")
     study = optuna.create_study(study_name="snapshot", storage=storage.rdb)
     with warnings.catch_warnings():  # ask/tell on a heartbeat storage: fine for a timing
         warnings.simplefilter("ignore")

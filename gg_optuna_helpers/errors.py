@@ -9,6 +9,10 @@ class ConfigError(GGOptunaError, ValueError):
     """Bad input (search space, storage, paths, options), refused before any GPU time is spent."""
 
 
+class StudyNotFound(ConfigError):
+    """The study (or the folder or file that would hold it) does not exist yet."""
+
+
 class TrialFailed(GGOptunaError):
     """A trial ended without a value; ``reason`` is one of oom, diverged, crashed, timeout."""
 

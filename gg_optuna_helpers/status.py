@@ -11,7 +11,7 @@ from optuna.storages import BaseStorage
 from optuna.trial import TrialState
 
 from .storage import StudyStorage, open_storage
-from .errors import ConfigError
+from .errors import StudyNotFound
 
 
 def load_study(storage: StudyStorage | BaseStorage | str | os.PathLike,
@@ -28,7 +28,7 @@ def load_study(storage: StudyStorage | BaseStorage | str | os.PathLike,
         return optuna.load_study(study_name=study_name, storage=rdb)
     except KeyError:
         names = [s.study_name for s in optuna.get_all_study_summaries(rdb)]
-        raise ConfigError(f"No study named {study_name!r} in this storage; it holds "
+        raise StudyNotFound(f"No study named {study_name!r} in this storage; it holds "
                           f"{', '.join(map(repr, names)) or 'no studies'}.") from None
 
 

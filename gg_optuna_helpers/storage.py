@@ -30,7 +30,7 @@ import sqlalchemy.exc
 from optuna.exceptions import ExperimentalWarning
 from optuna.storages import BaseStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
 
-from .errors import ConfigError
+from .errors import ConfigError, StudyNotFound
 from .layout import DB_NAME, LEASE_NAME, check_study_name, legacy_db, study_db, study_names
 from .lease import LEASE_TIMEOUT, Lease
 from .sqlite_files import contents, copy_sqlite, covers, keep_only, read_only_url, set_aside
@@ -40,7 +40,6 @@ log = logging.getLogger("gg_optuna_helpers")
 SERVER_DRIVERS = {"postgresql": "pip install 'psycopg[binary]' (PostgreSQL)",
                   "mysql": "pip install PyMySQL and write the URL as mysql+pymysql://..."}
 CREATE_ATTEMPTS = 5
-MOVE_IT = "move it away, or point the storage at another folder."
 
 
 @dataclass
@@ -192,7 +191,7 @@ def _check_file(file: Path, read_only: bool) -> None:
                           "path.")
     if not file.exists():
         if read_only:
-            raise ConfigError(f"There is no database file {file}: check the path.")
+            raise StudyNotFound(f"There is no database file {file}: check the path.")
         return
     if file.stat().st_size:
         found, why = contents(file)
@@ -288,8 +287,7 @@ def _restore(durable: Path, live: Path) -> tuple | None:
     have, live_why = contents(live) if live.exists() else (None, "missing")
     if found is None:
         if have is None:
-            raise ConfigError(f"{durable} is {why}, and this machine has no good copy of the "
-                              f"study: {MOVE_IT}")
+            raise _no_good_copy(durable, why)
         set_aside(durable, f"it is {why}; the live copy {live} is kept")
         return None
     if have is not None and durable.stat().st_mtime_ns <= live.stat().st_mtime_ns:
@@ -313,15 +311,20 @@ def _readable(durable: Path, base: Path, study: str | None) -> tuple[Path, dict]
         if file.exists():
             found, why = contents(file)
             if found is None and file == durable and not _live(durable, base).exists():
-                raise ConfigError(f"{file} is {why}: {MOVE_IT}")
+                raise _no_good_copy(file, why)
             if found is not None and (study is None or study in found):
                 copies.append((file.stat().st_mtime_ns, file, found))
     return max(copies)[1:] if copies else None
 
 
+def _no_good_copy(file: Path, why: str) -> ConfigError:
+    return ConfigError(f"{file} is {why}, and this machine has no good copy of it: "
+                       "move it away, or point the storage at another folder.")
+
+
 def _open_to_read(folder: Path, study: str | None, base: Path) -> StudyStorage:
     if not folder.is_dir():
-        raise ConfigError(f"There is no storage folder {folder}: check the path (--storage).")
+        raise StudyNotFound(f"There is no storage folder {folder}: check the path (--storage).")
     legacy = _readable(legacy_db(folder), base, study)
     if study is None:
         return _all_in_memory(folder, base, legacy)
@@ -329,7 +332,7 @@ def _open_to_read(folder: Path, study: str | None, base: Path) -> StudyStorage:
     file = (own or legacy or (None,))[0]
     if file is None:
         names = sorted(set(study_names(folder)) | set(legacy[1] if legacy else ()))
-        raise ConfigError(f"No study named {study!r} in {folder}; it holds "
+        raise StudyNotFound(f"No study named {study!r} in {folder}; it holds "
                           f"{', '.join(map(repr, names)) or 'no studies'}.")
     return StudyStorage(_rdb(read_only_url(file), None), f"sqlite:///{file}", folder=folder,
                         study_name=study, read_only=True, local_dir=base)

@@ -27,7 +27,7 @@ from optuna.trial import FrozenTrial, TrialState
 from tqdm.auto import tqdm
 
 from .backends import STAGES, get_backend
-from .errors import ConfigError, TrialFailed
+from .errors import ConfigError, StudyNotFound, TrialFailed
 from .presets import make_pruner, make_sampler, warmup_epochs
 from .protocol import BEST, LAST, PREVIEW, TrialSpec
 from .runner import Limits, frozen, log_tail, run_trial
@@ -170,8 +170,8 @@ def _check_trial_dirs(cfg: StudyConfig) -> None:
     now (nothing is written; no study yet: any trial folder there is another study's)."""
     try:
         prior = load_study(cfg.storage, cfg.study_name)
-    except ConfigError:
-        prior = None  # no such study (or a storage problem that opening will name)
+    except StudyNotFound:
+        prior = None
     uid = prior and study_uid(prior, make=False)
     study_dir = Path(cfg.results_dir).resolve() / cfg.study_name
     check_study_dir(study_dir, uid, known_dirs(prior))

@@ -12,6 +12,7 @@ import os
 import shutil
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import optuna
@@ -103,30 +104,52 @@ def test_missing_repo_path(option, words, tmp_path):
     assert not (tmp_path / "drive").exists()
 
 
-@pytest.mark.parametrize("damage", ["truncated", "overwritten"])
-def test_corrupt_database_file(damage, drive, tmp_path):
-    """A damaged snapshot (an interrupted Drive sync) is refused; this machine's good live copy
-    is not overwritten with it. (A file that is not SQLite at all: tests/test_storage.py.)"""
-    open_storage(drive).rdb.engine.dispose()  # the live copy on local disk now holds the study
-    [live] = (tmp_path / "local").glob("*/optuna.db")
-    db = drive / "optuna.db"
+def damage(db: Path, how: str) -> bytes:
     data = db.read_bytes()
-    db.write_bytes(data[:3000] if damage == "truncated"
-                   else data[:100] + b"\xde\xad" * ((len(data) - 100) // 2))  # newer than live
+    bad = {"truncated": data[:3000], "empty": b"",
+           "overwritten": data[:100] + b"\xde\xad" * ((len(data) - 100) // 2)}[how]
+    db.write_bytes(bad)
+    return bad
+
+
+@pytest.mark.parametrize("how", ["truncated", "overwritten", "empty"])
+def test_corrupt_database_file(how, drive, tmp_path):
+    """A damaged snapshot (an interrupted Drive sync) on a machine with no copy of its own is
+    refused, and left as it is. (A file that is not SQLite at all: tests/test_storage.py.)"""
+    db = drive / "mini_meshhead" / "optuna.db"
+    bad = damage(db, how)
     out = cli(*run_args(drive, trials=2))
-    refused(out, f"{db} is a damaged SQLite database", "move it away")
-    study = optuna.load_study(study_name="mini_meshhead", storage=f"sqlite:///{live}")
-    assert [(t.number, t.state.name) for t in study.trials] == [(0, "COMPLETE")]
+    refused(out, f"{db} is ", "this machine has no good copy of it", "move it away")
+    assert db.read_bytes() == bad and not (tmp_path / "local").exists()
+
+
+@pytest.mark.parametrize("how", ["truncated", "empty"])
+def test_a_damaged_newer_snapshot_never_replaces_a_good_live_copy(how, drive):
+    """Issue 15, fault 1: the good live copy wins, the odd snapshot is kept aside byte for byte,
+    one line says so, and the study goes on with trial 0 intact."""
+    open_storage(drive, study_name="mini_meshhead").close()  # this machine has a live copy
+    db = drive / "mini_meshhead" / "optuna.db"
+    before = finished_values(drive)
+    damaged = damage(db, how)
+    os.utime(db, (time.time() + 60,) * 2)  # newer than the live copy
+    out = cli(*run_args(drive, "--pruner", "none", trials=2, epochs=2))
+    assert out.returncode == 0 and "Traceback" not in out.stdout + out.stderr, out.stderr
+    assert one_line(out.stdout, "Kept ").endswith("is kept.")
+    [aside] = db.parent.glob("optuna.db.set-aside-*")
+    assert aside.read_bytes() == damaged
+    after = finished_values(drive)
+    assert after[0] == before[0] and len(after) == 2
 
 
 def test_existing_study_with_another_direction(tmp_path):
     drive = tmp_path / "drive"
-    storage = open_storage(drive)
+    storage = open_storage(drive, study_name="mini_meshhead")
     study = optuna.create_study(study_name="mini_meshhead", direction="maximize",
                                 storage=storage.rdb)
     study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
     before = {t.number: t.value for t in study.trials}
     storage.snapshot(force=True)
+    storage.close()
     storage.rdb.engine.dispose()
     out = cli(*run_args(drive, trials=3))
     refused(out, "Study 'mini_meshhead' already exists with direction ['maximize'], but these "

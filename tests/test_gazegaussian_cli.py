@@ -34,7 +34,7 @@ def _run_args(repo, storage, stage, *extra, iters=3, trials=4, epochs=3):
 
 
 def _trials(storage, name):
-    study = optuna.load_study(study_name=name, storage=f"sqlite:///{storage}/optuna.db")
+    study = optuna.load_study(study_name=name, storage=f"sqlite:///{storage}/{name}/optuna.db")
     return study.get_trials(deepcopy=False)
 
 

@@ -80,7 +80,7 @@ def observe(results: Path, mode: str) -> Observation:
         checkpoint[d.name] = torch.load(last, weights_only=False)["epoch"] if last.exists() else 0
         path = d / "metrics.jsonl"
         metrics[d.name] = path.read_text() if path.exists() else ""
-    return Observation(mode, checkpoint, metrics, snapshot_numbers(results / "optuna.db"))
+    return Observation(mode, checkpoint, metrics, snapshot_numbers(results / STUDY / "optuna.db"))
 
 
 def snapshot_numbers(db: Path) -> set[int]:
@@ -244,7 +244,7 @@ def check_study(observations: list[Observation], runner: Runner, *, new_vm: bool
         assert error not in output, output[-3000:]
     # The durable snapshot holds the whole, finished study.
     study = optuna.load_study(study_name=STUDY,
-                              storage=f"sqlite:///{runner.results / 'optuna.db'}")
+                              storage=f"sqlite:///{runner.results / STUDY / 'optuna.db'}")
     trials = study.get_trials()
     states = [t.state.name for t in trials]
     assert states.count("COMPLETE") == N_TRIALS, states

@@ -109,7 +109,7 @@ def test_two_workers_on_one_local_sqlite_file(mode, tmp_path):
     outputs = finish(start_workers(2, storage, tmp_path / "results", study="shared",
                                    trials=6))
     if mode == "folder":  # both used the same local live file, and the snapshot has it all
-        storage = f"sqlite:///{tmp_path / 'drive' / 'optuna.db'}"
+        storage = f"sqlite:///{tmp_path / 'drive' / 'shared' / 'optuna.db'}"
         assert len(list((tmp_path / "local").glob("*/optuna.db"))) == 1
     check_total(optuna.load_study(study_name="shared", storage=storage), outputs, 6)
 
