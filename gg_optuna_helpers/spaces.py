@@ -64,6 +64,10 @@ class Param:
             if not self.choices:
                 raise ConfigError(f"Parameter {self.name!r} needs at least one choice.")
             return
+        for bound in (self.low, self.high):
+            if not _number(bound) or not math.isfinite(bound):
+                raise ConfigError(f"Parameter {self.name!r} needs finite numbers as range bounds, "
+                                  f"but got {bound!r}.")
         if not (self.low < self.high):
             raise ConfigError(
                 f"Parameter {self.name!r} needs low < high, but got low={self.low}, high={self.high}."
@@ -132,6 +136,7 @@ class SearchSpace:
         """Refuse, with one sentence, a space the backend cannot run."""
         for p in self.params:
             p.check()
+            _check_values(p, SPACES[self.stage][p.name])
             if p.name not in limits.params:
                 raise ConfigError(
                     f"Parameter {p.name!r} is not supported by the {backend} backend's "
@@ -176,6 +181,24 @@ class SearchSpace:
 
     def describe(self) -> str:
         return "\n".join(f"  {p.name:32s} {p.describe()}" for p in self.params)
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_values(p: Param, default: Param) -> None:
+    """Values of the kind the default space has: whole numbers > 0 for widths, depths and batch
+    sizes, numbers > 0 on a log scale (lr), numbers >= 0 otherwise (loss weights)."""
+    whole = default.kind == "int" or (default.kind == "categorical"
+                                      and all(isinstance(v, int) for v in default.choices))
+    positive = whole or default.log
+    for v in p.values() or (p.low, p.high):
+        if not (_number(v) and math.isfinite(v) and (v > 0 if positive else v >= 0)
+                and (isinstance(v, int) or not whole)):
+            raise ConfigError(
+                f"Parameter {p.name!r} takes {'whole numbers' if whole else 'numbers'} "
+                f"{'> 0' if positive else '>= 0'}, but got {v!r}.")
 
 
 def _range(name: str, low: float, high: float, log: bool = False) -> Param:
@@ -225,15 +248,18 @@ def parse_edit(text: str) -> tuple[str, Any]:
     def num(s: str) -> Any:
         for cast in (int, float):
             try:
-                v = cast(s)
-                return v if not (isinstance(v, float) and math.isnan(v)) else s
+                v = cast(s) if s.isascii() else s
+                return v if not (isinstance(v, float) and not math.isfinite(v)) else s
             except ValueError:
                 pass
         return s
 
     if ":" in raw:
-        low, high = raw.split(":", 1)
-        return name, (num(low), num(high))
+        bounds = [num(s.strip()) for s in raw.split(":")]
+        if len(bounds) != 2 or not all(_number(b) for b in bounds):
+            raise ConfigError(f"--set {name} takes a range as low:high with two finite numbers, "
+                              f"but got {raw!r}.")
+        return name, tuple(bounds)
     if "," in raw:
         return name, [num(s) for s in raw.split(",") if s]
     return name, num(raw)

@@ -87,6 +87,7 @@ class StudyConfig:
         if cfg.results_dir is None:
             cfg.results_dir = "gg_results" if "://" in cfg.storage else cfg.storage
         _check_places(cfg)
+        _check_backend_options(cfg)
         backend = get_backend(cfg.backend)
         limits = backend.limits(cfg.stage, cfg.backend_options)
         space = cfg.space or SPACES[cfg.stage].fitted(limits)
@@ -133,6 +134,21 @@ def _check_device(device: Any) -> None:
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"device {device!r} asks for a GPU, but torch sees no CUDA GPU here: "
                           "use --device auto or cpu, or a GPU runtime.")
+
+
+MINI_OPTIONS = ("faults", "meshhead_checkpoint")  # faults: the test hook of _options_for
+
+
+def _check_backend_options(cfg: StudyConfig) -> None:
+    unknown = sorted(set(cfg.backend_options) - set(MINI_OPTIONS))
+    if cfg.backend == "mini" and unknown:
+        raise ConfigError(f"Backend option {unknown[0]!r} is not known to the mini backend: "
+                          f"known ones are {', '.join(MINI_OPTIONS)}.")
+    checkpoint = cfg.backend_options.get("meshhead_checkpoint")
+    if checkpoint is not None and not Path(str(checkpoint)).expanduser().is_file():
+        raise ConfigError(f"There is no MeshHead checkpoint file {checkpoint}: fix the "
+                          "meshhead_checkpoint backend option, or leave it out to take the "
+                          "best of the MeshHead study.")
 
 
 def _check_places(cfg: StudyConfig) -> None:
@@ -220,6 +236,10 @@ class _Objective:
             if ckpt is not None:
                 self.options["meshhead_checkpoint"] = str(ckpt)
                 log.info("Using the best MeshHead of study %r: %s", cfg.meshhead_study, ckpt)
+            else:
+                log.warning("No finished MeshHead in study %r: this stage starts from an "
+                            "untrained MeshHead (run the meshhead stage first, or pass "
+                            "--backend-option meshhead_checkpoint=PATH).", cfg.meshhead_study)
         self.study = study
         self.uid, self.known = study_uid(study), known_dirs(study)
         self.failures_in_a_row = 0
