@@ -168,7 +168,7 @@ def run_study(config: StudyConfig) -> optuna.Study:
     """Create or resume the study and run it until ``n_trials`` trials have finished."""
     cfg = config.resolved()
     log_to_stdout()
-    _check_trial_dirs(cfg)
+    _check_prior(cfg)
     verbosity = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # our one line per trial replaces its
     storage = open_storage(cfg.storage, study_name=cfg.study_name, local_dir=cfg.local_dir,
@@ -181,13 +181,15 @@ def run_study(config: StudyConfig) -> optuna.Study:
         storage.close()
 
 
-def _check_trial_dirs(cfg: StudyConfig) -> None:
-    """Refuse a results folder holding another study's trials, reading the study as stored
-    now (nothing is written; no study yet: any trial folder there is another study's)."""
+def _check_prior(cfg: StudyConfig) -> None:
+    """Refuse, from the study as stored now (read, nothing written), a run that cannot resume
+    it, and a results folder holding trials of another study (no study yet: any there)."""
     try:
         prior = load_study(cfg.storage, cfg.study_name)
     except StudyNotFound:
         prior = None
+    if prior is not None:
+        _check_compatible(prior, cfg)
     uid = prior and study_uid(prior, make=False)
     study_dir = Path(cfg.results_dir).resolve() / cfg.study_name
     check_study_dir(study_dir, uid, known_dirs(prior))

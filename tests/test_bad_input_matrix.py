@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import time
 from pathlib import Path
@@ -106,10 +107,112 @@ def test_missing_repo_path(option, words, tmp_path):
 
 def damage(db: Path, how: str) -> bytes:
     data = db.read_bytes()
+    if how == "not optuna":  # a sound SQLite file of another program
+        db.unlink()
+        with sqlite3.connect(db) as c:
+            c.execute("create table notes (text)")
+        return db.read_bytes()
     bad = {"truncated": data[:3000], "empty": b"",
            "overwritten": data[:100] + b"\xde\xad" * ((len(data) - 100) // 2)}[how]
     db.write_bytes(bad)
     return bad
+
+
+def tree(root: Path) -> dict[str, bytes | None]:
+    """Every folder (None) and file (its bytes) under ``root``."""
+    return {str(p.relative_to(root)): None if p.is_dir() else p.read_bytes()
+            for p in sorted(root.rglob("*"))}
+
+
+# Issue 15: each refused input, with a finished study in the folder: exit 2, one line on
+# stderr, and nothing created or changed anywhere (byte for byte). FILE is a plain file.
+REFUSED = {
+    # 3: storage URLs that keep nothing, and hints that point the right way
+    "sqlite:///": (["--storage", "sqlite:///"], "keeps nothing on disk"),
+    "sqlite:///:memory:": (["--storage", "sqlite:///:memory:"], "keeps nothing on disk"),
+    "sqlite://relative.db": (["--storage", "sqlite://relative.db"], "sqlite:///relative/path"),
+    "mysql:// without a driver": (["--storage", "mysql://u:pw@127.0.0.1/db"], "mysql+pymysql"),
+    "sqlite URL of a folder": (["--storage", "sqlite:///DRIVE"], "is a folder, not a database"),
+    # 2 and beyond: study names that are not one safe folder name
+    "study name with ..": (["--study-name", "../mini_meshhead"], "cannot name a folder"),
+    "absolute study name": (["--study-name", "/tmp/x"], "cannot name a folder"),
+    "study name with a backslash": (["--study-name", "a\\b"], "cannot name a folder"),
+    "unicode study name": (["--study-name", "études"], "cannot name a folder"),
+    "300-character study name": (["--study-name", "x" * 300], "cannot name a folder"),
+    "reserved study name": (["--study-name", "artifacts"], "cannot name a folder"),
+    "MeshHead study name with /": (["--meshhead-study", "a/b"], "MeshHead study name"),
+    # 2: a results folder holding another study's trials (a new storage, same results folder)
+    "reused results folder": (["--storage", "sqlite:///TMP/b.db", "--results-dir", "DRIVE"],
+                              "holds a trial of another study than 'mini_meshhead'"),
+    # 4: errors that used to come after the study was created
+    "seed beyond int64": (["--seed", str(2**64)], "seed must be a whole number from 0"),
+    "negative seed": (["--seed", "-1"], "seed must be a whole number from 0"),
+    "infinite range bound": (["--set", "lr=1e-5:inf"], "two finite numbers"),
+    "results folder is a file": (["--results-dir", "FILE"], "is a file, not a folder"),
+    "results folder inside a file": (["--results-dir", "FILE/sub"], "is a file, not a folder"),
+    "storage folder is a file": (["--storage", "FILE"], "is a file, not a folder"),
+    # 5: values that passed validation but could not run
+    "non-number learning rate": (["--set", "lr=abc"], "takes numbers > 0, but got 'abc'"),
+    "zero learning rate": (["--set", "lr=0"], "takes numbers > 0, but got 0"),
+    "negative width": (["--set", "shape_mlp_hidden=-5"], "whole numbers > 0, but got -5"),
+    "fractional width": (["--set", "shape_mlp_hidden=100.5:300"], "whole numbers > 0"),
+    "unknown device": (["--device", "tpu"], "device must be auto, cpu, cuda or cuda:N"),
+    "unknown backend option": (["--backend-option", "depth=3"], "not known to the mini"),
+    "missing MeshHead checkpoint": (["--backend-option", "meshhead_checkpoint=/nonexistent.pt"],
+                                    "There is no MeshHead checkpoint file"),
+    # 6: range syntax
+    "range with three fields": (["--set", "lr=1e-5:1e-4:1e-3"], "two finite numbers"),
+    "NaN range bound": (["--set", "lr=nan:1e-3"], "two finite numbers"),
+    "empty range bound": (["--set", "lr=:1e-3"], "two finite numbers"),
+    "non-ASCII digits": (["--set", "lr=\u0661:\u0662"], "two finite numbers"),
+    "local folder is a file": (["--local-dir-is-a-file"], "is a file, not a folder"),
+    "parameter changes kind on resume": (["--set", "batch_size=1:2"],
+                                         "searched 'batch_size' as choices [1, 2]"),
+}
+OTHER_COMMANDS = {
+    # 6 and 7: read-only commands, ports, artifact and report folders, check-repo
+    "dashboard --port 0": (["dashboard", "--storage", "DRIVE", "--port", "0"],
+                           "--port must be from 1 to 65535, but got 0"),
+    "dashboard --port 70000": (["dashboard", "--storage", "DRIVE", "--port", "70000"],
+                               "--port must be from 1 to 65535"),
+    "dashboard artifacts is a file": (["dashboard", "--storage", "DRIVE", "--artifacts", "FILE"],
+                                      "is a file: pass a folder"),
+    "report --out is a file": (["report", "--storage", "DRIVE", "--study-name", "mini_meshhead",
+                                "--out", "FILE"], "is a file, not a folder"),
+    "report of no such study": (["report", "--storage", "DRIVE", "--study-name", "nope"],
+                                "No study named 'nope'"),
+    "status on a mistyped path": (["status", "--storage", "TMP/typo", "--study-name", "x"],
+                                  "There is no storage folder"),
+    "status of a sqlite file that is not there": (
+        ["status", "--storage", "sqlite:///TMP/typo.db", "--study-name", "x"],
+        "There is no database file"),
+    "status of a study name with /": (["status", "--storage", "DRIVE", "--study-name", "a/b"],
+                                      "cannot name a folder"),
+    "check-repo of a file": (["check-repo", "FILE"], "is not a folder"),
+    "check-repo of nothing": (["check-repo", "TMP/nothing"], "does not exist"),
+}
+
+
+@pytest.mark.parametrize("case", [*REFUSED, *OTHER_COMMANDS])
+def test_refused_before_anything_is_written(case, drive, tmp_path):
+    (tmp_path / "file").write_text("a plain file")
+    env = {}
+    if case in REFUSED:
+        extra, words = REFUSED[case]
+        if extra == ["--local-dir-is-a-file"]:
+            extra, env = [], {"GG_OPTUNA_LOCAL_DIR": str(tmp_path / "file")}
+        args = run_args(drive, trials=2, epochs=2)
+        args = [a for a in args if a != str(drive)] if "--storage" in extra else args
+        if "--storage" in extra:
+            args.remove("--storage")
+        args += extra
+    else:
+        args, words = OTHER_COMMANDS[case]
+    args = [a.replace("DRIVE", str(drive)).replace("FILE", str(tmp_path / "file"))
+            .replace("TMP", str(tmp_path)) for a in args]
+    before = tree(tmp_path)
+    refused(cli(*args, env=env), words)
+    assert tree(tmp_path) == before
 
 
 @pytest.mark.parametrize("how", ["truncated", "overwritten", "empty"])
@@ -123,7 +226,7 @@ def test_corrupt_database_file(how, drive, tmp_path):
     assert db.read_bytes() == bad and not (tmp_path / "local").exists()
 
 
-@pytest.mark.parametrize("how", ["truncated", "empty"])
+@pytest.mark.parametrize("how", ["empty", "not optuna"])
 def test_a_damaged_newer_snapshot_never_replaces_a_good_live_copy(how, drive):
     """Issue 15, fault 1: the good live copy wins, the odd snapshot is kept aside byte for byte,
     one line says so, and the study goes on with trial 0 intact."""
