@@ -21,8 +21,8 @@ SPEC, METRICS, LOG, STOP = "spec.json", "metrics.jsonl", "worker.log", "STOP"
 LAST, BEST, PREVIEW = "last.pt", "best.pt", "preview.png"
 
 # Worker exit codes. Anything else (including death by a signal) is a crash.
-EXIT_OK, EXIT_OOM, EXIT_DIVERGED, EXIT_DISK_FULL = 0, 3, 4, 5
-END_REASONS = ("done", "early_stop", "stopped", "oom", "diverged")
+EXIT_OK, EXIT_CRASHED, EXIT_OOM, EXIT_DIVERGED, EXIT_DISK_FULL = 0, 1, 3, 4, 5
+END_REASONS = ("done", "early_stop", "stopped", "oom", "diverged", "crashed")
 
 
 @dataclass

@@ -24,8 +24,8 @@ from pathlib import Path
 import torch
 
 from .backends import TrainerContext, get_backend
-from .protocol import (BEST, EXIT_DISK_FULL, EXIT_DIVERGED, EXIT_OK, EXIT_OOM, LAST, PREVIEW,
-                       STOP, TrialSpec, append_event)
+from .protocol import (BEST, EXIT_CRASHED, EXIT_DISK_FULL, EXIT_DIVERGED, EXIT_OK, EXIT_OOM,
+                       LAST, PREVIEW, STOP, TrialSpec, append_event)
 
 CHECKPOINT_FORMAT = 1
 
@@ -81,6 +81,9 @@ def _train(spec: TrialSpec) -> int:
         for record in progress.history:  # re-report what the checkpoint already knew
             append_event(trial_dir, **record, replayed=True)
         reason = _epochs(trainer, spec, progress)
+    except DamagedCheckpoint as e:
+        append_event(trial_dir, event="end", reason="crashed", message=str(e))
+        return EXIT_CRASHED
     except Exception as e:  # noqa: BLE001 - classify, then let anything else crash
         if _is_oom(e):
             print(f"out of memory: {type(e).__name__}: {e}", file=sys.stderr)
@@ -129,12 +132,30 @@ def _epochs(trainer, spec: TrialSpec, progress: Progress) -> str:
     return "done"
 
 
+class DamagedCheckpoint(Exception):
+    """No checkpoint of the trial could be read; the message names each file."""
+
+
 def _resume(trainer, spec: TrialSpec) -> Progress:
+    """Continue from ``last.pt``, or from ``best.pt`` (an earlier good epoch) if that is damaged."""
     if not spec.resume or not Path(spec.resume).exists():
         return Progress()
-    ckpt = torch.load(spec.resume, map_location="cpu", weights_only=False)
-    trainer.load_state_dict(ckpt["trainer"])
-    return Progress(**ckpt["progress"])
+    problems = []
+    for path in (Path(spec.resume), Path(spec.resume).with_name(BEST)):
+        if not path.exists():
+            continue
+        try:
+            ckpt = torch.load(path, map_location="cpu", weights_only=False)
+            trainer.load_state_dict(ckpt["trainer"])
+        except Exception as e:  # noqa: BLE001 - truncated, overwritten, another format
+            problems.append(f"checkpoint {path} is damaged ({type(e).__name__})")
+            continue
+        if problems:
+            print(f"{problems[0]}: resuming from {path.name} (epoch {ckpt['epoch']}) instead",
+                  file=sys.stderr)
+        return Progress(**ckpt["progress"])
+    raise DamagedCheckpoint("; ".join(problems) + ": move it away to train this trial again "
+                            "from epoch 1")
 
 
 def _save(trainer, spec: TrialSpec, progress: Progress, path: Path) -> None:

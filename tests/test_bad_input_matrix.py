@@ -352,3 +352,34 @@ def test_disk_full_while_writing_a_checkpoint(tmp_path, mount_tmpfs):
     failed = [t for t in trials(storage) if t.state.name == "FAIL"]
     assert {t.user_attrs["failure"] for t in failed} == {"disk_full"} and len(failed) == 5
     assert not list(disk.rglob(".*.tmp"))  # no partial checkpoint keeps the disk full
+
+
+@pytest.mark.parametrize("damaged", [("last.pt",), ("last.pt", "best.pt")],
+                         ids=["last", "last and best"])
+def test_a_truncated_checkpoint(damaged, tmp_path):
+    """Issue 15, fault 7: the retry resumes from the last good checkpoint (best.pt), or, with
+    none left, fails with a line that names the damaged files; no finished trial is lost."""
+    drive = tmp_path / "drive"
+    args = run_args(drive, "--pruner", "none", *BASELINE_SPACE, trials=1, epochs=6)
+    proc = _start(args)
+    trial_dir = drive / "mini_meshhead" / "trial_0000"
+    try:
+        wait_for(lambda: epochs_logged(trial_dir) >= 3)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # a disconnect
+        proc.wait()
+    for name in damaged:
+        path = trial_dir / name
+        path.write_bytes(path.read_bytes()[:1000])  # cut short, as by an interrupted sync
+    out = cli(*args)
+    assert "Traceback" not in out.stdout + out.stderr, out.stdout + out.stderr
+    retry = next(t for t in trials(drive) if t.system_attrs.get("failed_trial") == 0)
+    if len(damaged) == 1:
+        assert out.returncode == 0 and retry.state.name == "COMPLETE", out.stdout + out.stderr
+        assert 1 < retry.user_attrs["start_epoch"] <= epochs_logged(trial_dir)
+        assert "is damaged (" in (trial_dir / "worker.log").read_text()
+    else:
+        line = one_line(out.stdout, f"Trial {retry.number} (baseline): failed")
+        assert line.startswith(f"Trial {retry.number} (baseline): failed: crashed (checkpoint "
+                               f"{trial_dir}/last.pt is damaged (")
+        assert "best.pt is damaged" in line and line.endswith("from epoch 1)")
