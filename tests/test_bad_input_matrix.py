@@ -23,7 +23,7 @@ from conftest import ROOT, cli
 from gg_optuna_helpers import open_storage
 from gg_optuna_helpers.colab import find_chrome
 from test_gazegaussian_backend import contract
-from test_study import _start, epochs_logged, run_args, trials, wait_for
+from test_study import _start, epochs_logged, run_args, status, trials, wait_for
 
 # The baseline's own widths, fixed: every trial's checkpoint then has the same size.
 BASELINE_SPACE = ["--set", "lr=1e-3", "--set", "batch_size=1", "--set", "shape_mlp_hidden=256",
@@ -383,3 +383,17 @@ def test_a_truncated_checkpoint(damaged, tmp_path):
         assert line.startswith(f"Trial {retry.number} (baseline): failed: crashed (checkpoint "
                                f"{trial_dir}/last.pt is damaged (")
         assert "best.pt is damaged" in line and line.endswith("from epoch 1)")
+
+
+def test_a_half_created_study_is_completed_by_a_good_run(tmp_path):
+    """Issue 15, fault 4: a study left without stage, backend and baseline (by a run refused
+    after creating it, in older versions) gets them on the next good run."""
+    drive = tmp_path / "drive"
+    storage = open_storage(drive, study_name="mini_meshhead")
+    optuna.create_study(study_name="mini_meshhead", storage=storage.rdb)
+    storage.snapshot(force=True)
+    storage.close()
+    out = cli(*run_args(drive, "--pruner", "none", trials=1, epochs=1))
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "Trial 0 (baseline): value" in out.stdout
+    assert status(drive)["stage"] == "meshhead" and status(drive)["backend"] == "mini"
