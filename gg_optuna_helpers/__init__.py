@@ -8,7 +8,7 @@ Typical use::
 
 import logging as _logging
 
-from .errors import ConfigError, GGOptunaError, TrialFailed
+from .errors import ConfigError, GGOptunaError, StudyNotFound, TrialFailed
 from .presets import make_pruner, make_sampler
 from .spaces import GAZEGAUSSIAN, MESHHEAD, Param, SearchSpace
 from .status import format_status, load_study, study_status
@@ -23,6 +23,7 @@ __all__ = [
     "Param",
     "SearchSpace",
     "StudyConfig",
+    "StudyNotFound",
     "StudyStorage",
     "TrialFailed",
     "best_checkpoint",

@@ -189,10 +189,10 @@ def _number(value: Any) -> bool:
 
 def _check_values(p: Param, default: Param) -> None:
     """Values of the kind the default space has: whole numbers > 0 for widths, depths and batch
-    sizes, numbers > 0 on a log scale (lr), numbers >= 0 otherwise (loss weights)."""
+    sizes, numbers > 0 for learning rates, numbers >= 0 otherwise (loss weights; 0: off)."""
     whole = default.kind == "int" or (default.kind == "categorical"
                                       and all(isinstance(v, int) for v in default.choices))
-    positive = whole or default.log
+    positive = whole or p.name.startswith("lr")
     for v in p.values() or (p.low, p.high):
         if not (_number(v) and math.isfinite(v) and (v > 0 if positive else v >= 0)
                 and (isinstance(v, int) or not whole)):
