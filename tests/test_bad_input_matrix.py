@@ -157,6 +157,8 @@ REFUSED = {
     "negative width": (["--set", "shape_mlp_hidden=-5"], "whole numbers > 0, but got -5"),
     "fractional width": (["--set", "shape_mlp_hidden=100.5:300"], "whole numbers > 0"),
     "unknown device": (["--device", "tpu"], "device must be auto, cpu, cuda or cuda:N"),
+    "NaN timeout": (["--timeout", "nan"], "timeout must be a positive number of seconds"),
+    "infinite min-delta": (["--min-delta", "inf"], "min_delta must be a finite number >= 0"),
     "unknown backend option": (["--backend-option", "depth=3"], "not known to the mini"),
     "missing MeshHead checkpoint": (["--backend-option", "meshhead_checkpoint=/nonexistent.pt"],
                                     "There is no MeshHead checkpoint file"),
@@ -397,3 +399,15 @@ def test_a_half_created_study_is_completed_by_a_good_run(tmp_path):
     assert out.returncode == 0, out.stdout + out.stderr
     assert "Trial 0 (baseline): value" in out.stdout
     assert status(drive)["stage"] == "meshhead" and status(drive)["backend"] == "mini"
+
+
+def test_an_immutable_storage_folder_is_refused_and_left_alone(drive, tmp_path):
+    """An unwritable folder for real (root writes anywhere, but not into an immutable one)."""
+    if subprocess.run(["chattr", "+i", str(drive)], capture_output=True).returncode != 0:
+        pytest.skip("chattr +i is not supported on this file system")
+    try:
+        before = tree(tmp_path)
+        refused(cli(*run_args(drive, trials=2)), f"The storage folder {drive} is read-only")
+        assert tree(tmp_path) == before
+    finally:
+        subprocess.run(["chattr", "-i", str(drive)], check=True)
