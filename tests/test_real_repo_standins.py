@@ -34,7 +34,8 @@ def standins():
         ns = types.SimpleNamespace()
         ns.dgr = importlib.import_module("diff_gaussian_rasterization")
         ns.knn_C = importlib.import_module("simple_knn._C")
-        for mod in (ns.dgr, ns.knn_C):
+        ns.kaolin = importlib.import_module("kaolin")
+        for mod in (ns.dgr, ns.knn_C, ns.kaolin):
             assert Path(mod.__file__).resolve().is_relative_to(STANDINS)
     finally:
         sys.path.remove(str(STANDINS))
@@ -268,3 +269,188 @@ def test_distcuda2_on_a_unit_grid(standins):
     d = standins.knn_C.distCUDA2(pts)
     assert d[0].item() == pytest.approx((1 + 4 + 9) / 3)
     assert d[4].item() == pytest.approx((81 + 100 + 104) / 3)
+
+
+# ----------------------------------------------------------------------------- kaolin
+
+def _pixel_centres(H, W):
+    """kaolin's pixel sample points: x = (2w + 1 - W) / W, y = (H - 2h - 1) / H (row 0 on top)."""
+    hh, ww = torch.meshgrid(torch.arange(H, dtype=torch.float64),
+                            torch.arange(W, dtype=torch.float64), indexing="ij")
+    return (2 * ww + 1 - W) / W, (H - 2 * hh - 1) / H
+
+
+def _inside(tri, x, y):
+    """Strictly inside a triangle (any winding), by half-plane signs."""
+    s = []
+    for i in range(3):
+        (x1, y1), (x2, y2) = tri[i], tri[(i + 1) % 3]
+        s.append((x2 - x1) * (y - y1) - (y2 - y1) * (x - x1))
+    return ((s[0] > 0) & (s[1] > 0) & (s[2] > 0)) | ((s[0] < 0) & (s[1] < 0) & (s[2] < 0))
+
+
+def _dibr(kaolin, H, W, tris, z, feats, nz, **kw):
+    return kaolin.render.mesh.dibr_rasterization(H, W, z, tris, feats, nz, **kw)
+
+
+def test_dibr_one_triangle_covers_its_pixels_and_interpolates_features(standins):
+    kaolin = standins.kaolin
+    H, W = 24, 32
+    tri = [(-0.62, -0.55), (0.71, -0.4), (0.05, 0.66)]
+    v = torch.tensor([[tri]], dtype=torch.float32, requires_grad=True)      # (1,1,3,2)
+    z = torch.full((1, 1, 3), -2.0)
+    # features = the vertices' own (x, y, 1): interpolation must give the pixel's (x, y, 1)
+    feats = torch.cat([v.detach(), torch.ones(1, 1, 3, 1)], -1).requires_grad_()
+    ones = torch.ones(1, 1, 3, 1)
+    out, soft, idx = _dibr(kaolin, H, W, v, z, [feats, ones], torch.ones(1, 1))
+    assert isinstance(out, (list, tuple)) and len(out) == 2
+    img, mask = out
+    assert img.shape == (1, H, W, 3) and mask.shape == (1, H, W, 1)
+    assert soft.shape == (1, H, W) and idx.shape == (1, H, W) and idx.dtype == torch.long
+    px, py = _pixel_centres(H, W)
+    expected = _inside(tri, px, py)
+    assert expected.sum() > 50
+    assert torch.equal(idx[0] == 0, expected) and torch.equal(idx[0] >= -1, torch.ones_like(expected))
+    assert set(idx.unique().tolist()) == {-1, 0}
+    assert torch.allclose(img[0][expected][:, 0].double(), px[expected], atol=1e-4)
+    assert torch.allclose(img[0][expected][:, 1].double(), py[expected], atol=1e-4)
+    assert torch.allclose(img[0][expected][:, 2], torch.ones(int(expected.sum())), atol=1e-4)
+    assert (img[0][~expected] == 0).all()
+    assert torch.allclose(mask[0, ..., 0], expected.float(), atol=1e-4)
+    assert (soft[0][expected] == 1).all()
+    (img.sum() + soft.sum()).backward()
+    assert torch.isfinite(v.grad).all() and v.grad.abs().sum() > 0
+    assert torch.isfinite(feats.grad).all() and feats.grad.abs().sum() > 0
+
+
+def test_dibr_keeps_the_face_with_the_largest_z_and_drops_back_faces(standins):
+    kaolin = standins.kaolin
+    H = W = 16
+    big = [(-0.9, -0.9), (0.9, -0.9), (0.0, 0.9)]
+    small = [(-0.3, -0.3), (0.3, -0.3), (0.0, 0.3)]
+    tris = torch.tensor([[big, small]])
+    red_green = torch.tensor([[[[1.0, 0]] * 3, [[0, 1.0]] * 3]])
+    for z_small, winner in ((-1.0, 1), (-3.0, 0)):              # z of big = -2
+        z = torch.tensor([[[-2.0] * 3, [z_small] * 3]])
+        (img,), _, idx = _dibr(kaolin, H, W, tris, z, [red_green], torch.ones(1, 2))
+        assert idx[0, 9, 8].item() == winner
+        assert img[0, 9, 8].tolist() == ([0.0, 1.0] if winner else [1.0, 0.0])
+        assert idx[0, 14, 1].item() == 0                        # only the big one there
+        # same picture with the faces listed the other way round
+        (img2,), _, idx2 = _dibr(kaolin, H, W, tris.flip(1), z.flip(1), [red_green.flip(1)],
+                                 torch.ones(1, 2))
+        assert torch.equal(img2, img) and idx2[0, 9, 8].item() == 1 - winner
+    # the near face turned away from the camera (normal z < 0) is not drawn
+    z = torch.tensor([[[-2.0] * 3, [-1.0] * 3]])
+    (img,), _, idx = _dibr(kaolin, H, W, tris, z, [red_green], torch.tensor([[1.0, -0.5]]))
+    assert idx[0, 9, 8].item() == 0 and (idx != 1).all()
+    (img,), _, idx = _dibr(kaolin, H, W, tris, z, [red_green], torch.tensor([[-1.0, -0.5]]))
+    assert (idx == -1).all() and (img == 0).all()
+
+
+def test_dibr_soft_mask_is_one_inside_and_decays_outside(standins):
+    kaolin = standins.kaolin
+    H, W = 1, 41
+    # a tall thin rectangle (two triangles) around x in [-0.25, 0.25]; row y = 0
+    a, b = 0.25, 5.0
+    tris = torch.tensor([[[(-a, -b), (a, -b), (a, b)], [(-a, -b), (a, b), (-a, b)]]],
+                        dtype=torch.float64, requires_grad=True)
+    z = torch.full((1, 2, 3), -2.0, dtype=torch.float64)
+    sig = 200.0
+    _, soft, idx = _dibr(kaolin, H, W, tris, z, torch.ones(1, 2, 3, 1, dtype=torch.float64),
+                         torch.ones(1, 2, dtype=torch.float64), sigmainv=sig, boxlen=0.3)
+    px, _ = _pixel_centres(H, W)
+    px = px[0]
+    inside = px.abs() < a
+    assert (soft[0, 0][inside] == 1).all() and (idx[0, 0][inside] >= 0).all()
+    d = (px.abs() - a).clamp(min=0)
+    near = (~inside) & (d < 0.3 - 1e-9)
+    # on each side the nearest feature of one triangle is the rectangle's side (distance d), of
+    # the other the shared diagonal through (-a,-b) and (a,b) (distance |x| b / sqrt(a^2+b^2))
+    p_side = torch.exp(-sig * d ** 2)
+    p_diag = torch.exp(-sig * (px.abs() * b) ** 2 / (a * a + b * b))
+    expected = 1 - (1 - p_side) * (1 - p_diag)
+    got = soft[0, 0]
+    assert torch.allclose(got[near], expected[near], atol=1e-6)
+    assert (got[~inside & ~near] == 0).all()
+    right = got[(px > a)]
+    assert (right[1:] <= right[:-1]).all() and right[0] > 0.5 and right[-1] == 0
+    loss = soft.sum()
+    loss.backward()
+    assert torch.isfinite(tris.grad).all() and tris.grad.abs().sum() > 0
+
+
+def test_dibr_soft_mask_gradient_matches_finite_differences(standins):
+    kaolin = standins.kaolin
+    H = W = 12
+    base = torch.tensor([[[(-0.5, -0.45), (0.48, -0.3), (0.02, 0.52)]]], dtype=torch.float64)
+    z = torch.full((1, 1, 3), -2.0, dtype=torch.float64)
+    feat = torch.rand(1, 1, 3, 2, dtype=torch.float64)
+
+    def loss(v):
+        (img,), soft, _ = _dibr(kaolin, H, W, v, z, [feat], torch.ones(1, 1, dtype=torch.float64),
+                                sigmainv=300.0, boxlen=0.2)
+        return img.sum() + soft.sum()
+
+    v = base.clone().requires_grad_()
+    loss(v).backward()
+    eps = 1e-7
+    for i, j in ((0, 0), (1, 1), (2, 0)):
+        plus, minus = base.clone(), base.clone()
+        plus[0, 0, i, j] += eps
+        minus[0, 0, i, j] -= eps
+        fd = ((loss(plus) - loss(minus)) / (2 * eps)).item()
+        assert v.grad[0, 0, i, j].item() == pytest.approx(fd, rel=1e-4, abs=1e-6)
+
+
+def test_subdivide_tetmesh_one_tet(standins):
+    kaolin = standins.kaolin
+    verts = torch.tensor([[[0.0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1]]])
+    tets = torch.tensor([[0, 1, 2, 3]])
+    sdf = torch.tensor([[[-1.0], [-1.0], [0.5], [0.5]]])
+    nv, nt, nf = kaolin.ops.mesh.subdivide_tetmesh(verts, tets, sdf)
+    assert nv.shape == (1, 10, 3) and nt.shape == (8, 4) and nf.shape == (1, 10, 1)
+    assert torch.equal(nv[0, :4], verts[0])
+    mids = {tuple(p) for p in nv[0, 4:].tolist()}
+    assert mids == {(0.5, 0, 0), (0, 0.5, 0), (0, 0, 0.5), (0.5, 0.5, 0), (0.5, 0, 0.5),
+                    (0, 0.5, 0.5)}
+    assert sorted(nf[0, 4:, 0].tolist()) == [-1.0, -0.25, -0.25, -0.25, -0.25, 0.5]
+
+    def vol(t):
+        p = nv[0][t]
+        return torch.det(p[:, 1:] - p[:, :1]).abs() / 6
+    assert torch.allclose(vol(nt), torch.full((8,), 1 / 48))   # 8 equal children
+    assert vol(nt).sum().item() == pytest.approx(1 / 6)
+    # every child is a proper tet (4 distinct vertices) and all 10 vertices are used
+    assert all(len(set(t)) == 4 for t in nt.tolist()) and set(nt.flatten().tolist()) == set(range(10))
+    v2, t2 = kaolin.ops.mesh.subdivide_tetmesh(verts, tets)
+    assert torch.equal(v2, nv) and torch.equal(t2, nt)
+    # two tets sharing a face share its 3 edge midpoints: 5 + 9 edges = 14 vertices
+    verts2 = torch.tensor([[[0.0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 1]]])
+    v3, t3 = kaolin.ops.mesh.subdivide_tetmesh(verts2, torch.tensor([[0, 1, 2, 3], [1, 2, 3, 4]]))
+    assert v3.shape == (1, 14, 3) and t3.shape == (16, 4)
+    assert len({tuple(p) for p in v3[0].tolist()}) == 14
+
+
+def test_kaolin_small_helpers(standins):
+    k = standins.kaolin
+    verts = torch.tensor([[[0.0, 0, 0], [2, 0, 0], [0, 3, 0], [0, 0, 1]]])
+    faces = torch.tensor([[0, 1, 2], [0, 2, 1], [1, 2, 3]])
+    fv = k.ops.mesh.index_vertices_by_faces(verts, faces)
+    assert fv.shape == (1, 3, 3, 3) and torch.equal(fv[0, 2], verts[0, [1, 2, 3]])
+    n = k.ops.mesh.face_normals(fv)
+    assert n[0, 0].tolist() == [0, 0, 6] and n[0, 1].tolist() == [0, 0, -6]
+    nu = k.ops.mesh.face_normals(fv, unit=True)
+    assert torch.allclose(nu.norm(dim=-1), torch.ones(1, 3))
+    R = torch.tensor([[[0.0, -1, 0], [1, 0, 0], [0, 0, 1]]])
+    T = torch.tensor([[[1.0], [2.0], [3.0]]])
+    out = k.render.camera.rotate_translate_points(verts, R, T)
+    assert torch.allclose(out, (verts - T.view(1, 1, 3)) @ R.transpose(1, 2))
+    assert out[0, 1].tolist() == [2.0, 1.0, -3.0]
+    a = torch.zeros(2, 4, 4)
+    b = torch.zeros(2, 4, 4)
+    a[0, :2] = 1
+    b[0, 1:3] = 1            # IoU 1/3
+    a[1] = 1
+    b[1] = 1                 # IoU 1
+    assert k.metrics.render.mask_iou(a, b).item() == pytest.approx(1 - (1 / 3 + 1) / 2)
