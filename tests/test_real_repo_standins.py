@@ -35,7 +35,10 @@ def standins():
         ns.dgr = importlib.import_module("diff_gaussian_rasterization")
         ns.knn_C = importlib.import_module("simple_knn._C")
         ns.kaolin = importlib.import_module("kaolin")
-        for mod in (ns.dgr, ns.knn_C, ns.kaolin):
+        ns.p3d_knn = importlib.import_module("pytorch3d.ops.knn")
+        ns.p3d_tf = importlib.import_module("pytorch3d.transforms")
+        ns.p3d_rc = importlib.import_module("pytorch3d.transforms.rotation_conversions")
+        for mod in (ns.dgr, ns.knn_C, ns.kaolin, ns.p3d_knn, ns.p3d_tf):
             assert Path(mod.__file__).resolve().is_relative_to(STANDINS)
     finally:
         sys.path.remove(str(STANDINS))
@@ -454,3 +457,63 @@ def test_kaolin_small_helpers(standins):
     a[1] = 1
     b[1] = 1                 # IoU 1
     assert k.metrics.render.mask_iou(a, b).item() == pytest.approx(1 - (1 / 3 + 1) / 2)
+
+
+# ----------------------------------------------------------------------------- pytorch3d
+
+def test_knn_points_matches_brute_force_with_squared_distances(standins):
+    knn = standins.p3d_knn
+    torch.manual_seed(3)
+    p1 = torch.randn(2, 50, 3, requires_grad=True)
+    p2 = torch.randn(2, 30, 3, requires_grad=True)
+    out = knn.knn_points(p1, p2, K=4, return_nn=True)
+    dists, idx, nn = out
+    assert out.dists is dists and dists.shape == (2, 50, 4) and idx.dtype == torch.long
+    brute = ((p1[:, :, None] - p2[:, None]) ** 2).sum(-1)            # squared distances
+    ref_d, ref_i = brute.sort(dim=2)
+    assert torch.equal(idx, ref_i[..., :4])
+    assert torch.allclose(dists, ref_d[..., :4], atol=1e-5)
+    assert torch.equal(nn, torch.stack([p2[b][idx[b]] for b in range(2)]))
+    (dists.sum()).backward()
+    assert p1.grad.abs().sum() > 0 and p2.grad.abs().sum() > 0
+    # default K=1, as the repos call it: dists, idx, _ = knn_points(x, y)
+    d1, i1, none = knn.knn_points(p1.detach(), p2.detach())
+    assert none is None and d1.shape == (2, 50, 1) and torch.equal(i1[..., 0], ref_i[..., 0])
+    # ragged clouds: past lengths2 never chosen, past lengths1 / beyond lengths2 padded with 0
+    l1, l2 = torch.tensor([50, 20]), torch.tensor([30, 3])
+    d, i, _ = knn.knn_points(p1.detach(), p2.detach(), lengths1=l1, lengths2=l2, K=4)
+    assert (i[1, :20, :3] < 3).all() and (i[1, :, 3] == 0).all() and (d[1, :, 3] == 0).all()
+    assert (d[1, 20:] == 0).all() and (i[1, 20:] == 0).all()
+    ref = ((p1[1, :20, None].detach() - p2[1, None, :3].detach()) ** 2).sum(-1).sort(1)
+    assert torch.allclose(d[1, :20, :3], ref.values, atol=1e-5)
+    g = knn.knn_gather(p2.detach(), i, lengths=l2)
+    assert (g[1, :, 3] == 0).all() and torch.equal(g[0], p2[0].detach()[i[0]])
+
+
+def test_so3_exp_log_round_trip_and_quaternions(standins):
+    tf, rc = standins.p3d_tf, standins.p3d_rc
+    torch.manual_seed(4)
+    axis = torch.nn.functional.normalize(torch.randn(64, 3), dim=1)
+    angle = torch.rand(64, 1) * 3.0 + 0.01                  # (0, pi) away from the ends
+    log_rot = axis * angle
+    R = tf.so3_exp_map(log_rot)
+    assert tf.so3_exponential_map is tf.so3_exp_map
+    assert torch.allclose(R @ R.transpose(1, 2), torch.eye(3).expand(64, 3, 3), atol=1e-5)
+    assert torch.allclose(torch.det(R), torch.ones(64), atol=1e-5)
+    # rotation about z by +90 degrees maps x to y (right-handed, column vectors)
+    Rz = tf.so3_exp_map(torch.tensor([[0.0, 0.0, math.pi / 2]]))
+    assert torch.allclose(Rz[0] @ torch.tensor([1.0, 0, 0]), torch.tensor([0.0, 1, 0]), atol=1e-6)
+    assert torch.allclose(tf.so3_log_map(R), log_rot, atol=2e-3)
+    assert torch.allclose(tf.so3_log_map(torch.eye(3)[None]), torch.zeros(1, 3), atol=1e-6)
+    # quaternions are real-first: q = (cos a/2, sin a/2 * axis)
+    q = torch.cat([torch.cos(angle / 2), torch.sin(angle / 2) * axis], 1)
+    assert torch.allclose(rc.quaternion_to_matrix(q), R, atol=1e-5)
+    q2 = rc.matrix_to_quaternion(R)
+    assert torch.allclose(q2, q, atol=1e-4) and (q2[:, 0] >= 0).all()
+    assert torch.allclose(rc.matrix_to_quaternion(rc.quaternion_to_matrix(-q)), q, atol=1e-4)
+    # batched leading dimensions, as the repos use them (B, N, 4)
+    assert rc.quaternion_to_matrix(q.reshape(8, 8, 4)).shape == (8, 8, 3, 3)
+    assert rc.matrix_to_quaternion(R.reshape(8, 8, 3, 3)).shape == (8, 8, 4)
+    r = log_rot.clone().requires_grad_()
+    tf.so3_exp_map(r).sum().backward()
+    assert torch.isfinite(r.grad).all() and r.grad.abs().sum() > 0
