@@ -177,33 +177,38 @@ def _pixel_pairs(pre, opac, W, H, row0, row1):
 def _composite(pix, gid, pre, colors, opac, W, base, n_pix):
     """Front-to-back compositing of depth-sorted (pixel, Gaussian) pairs (renderCUDA).
 
-    Per-pixel transmittance = exp of a segmented cumulative sum of log(1 - alpha) (float64).
+    A first pass without gradients finds the pairs the real kernel would use (alpha >= 1/255,
+    before the pixel's transmittance would drop below 1e-4); the differentiable pass runs on those
+    only. Per-pixel transmittance = exp of a segmented cumulative sum of log(1 - alpha) (float64).
     Returns colour (n_pix, C), log final transmittance (n_pix,), depth sum, weight sum.
     """
     dev, dt = opac.device, opac.dtype
-    pxf = (pix % W).to(dt)
-    pyf = (pix // W).to(dt)
-    dx = pre["pix_x"][gid] - pxf
-    dy = pre["pix_y"][gid] - pyf
-    con = pre["conic"][gid]
-    power = -0.5 * (con[:, 0] * dx * dx + con[:, 2] * dy * dy) - con[:, 1] * dx * dy
-    alpha = torch.clamp(opac[gid] * torch.exp(power), max=0.99)
-    with torch.no_grad():
-        keep = (power <= 0) & (alpha >= 1.0 / 255.0)
-    alpha = torch.where(keep, alpha, torch.zeros_like(alpha))
     pix = pix - base                                      # index within the band
-    counts = torch.bincount(pix, minlength=n_pix)
-    seg_first = (torch.cumsum(counts, 0) - counts)[pix]
 
-    def log_t(a):
+    def alphas(p, g):
+        dx = pre["pix_x"][g] - (p % W + base % W).to(dt)
+        dy = pre["pix_y"][g] - ((p + base) // W).to(dt)
+        con = pre["conic"][g]
+        power = -0.5 * (con[:, 0] * dx * dx + con[:, 2] * dy * dy) - con[:, 1] * dx * dy
+        return power, torch.clamp(opac[g] * torch.exp(power), max=0.99)
+
+    def log_t(p, a):
+        """log(1 - alpha) and log T before each pair, per pixel segment of sorted pairs."""
         l1m = torch.log1p(-a).double()
+        counts = torch.bincount(p, minlength=n_pix)
+        first = (torch.cumsum(counts, 0) - counts)[p]
         cs_excl = torch.cumsum(l1m, 0) - l1m
-        return l1m, cs_excl - cs_excl[seg_first]          # log T before each pair
+        return l1m, cs_excl - cs_excl[first]
+
     with torch.no_grad():
-        l1m, lt = log_t(alpha)
-        done = (lt + l1m) < torch.log(torch.tensor(1e-4, dtype=torch.float64))
-    alpha = torch.where(done, torch.zeros_like(alpha), alpha)
-    l1m, lt = log_t(alpha)
+        power, alpha = alphas(pix, gid)
+        keep = (power <= 0) & (alpha >= 1.0 / 255.0)
+        alpha = torch.where(keep, alpha, torch.zeros_like(alpha))
+        l1m, lt = log_t(pix, alpha)
+        live = keep & ((lt + l1m) >= torch.log(torch.tensor(1e-4, dtype=torch.float64)))
+        pix, gid = pix[live], gid[live]
+    _, alpha = alphas(pix, gid)
+    l1m, lt = log_t(pix, alpha)
     weights = alpha * torch.exp(lt).to(dt)
     C = colors.shape[-1]
     color = torch.zeros(n_pix, C, device=dev, dtype=dt).index_add(
