@@ -110,7 +110,8 @@ def _preprocess(means3D, means2D, scales, rotations, cov3D_precomp, s):
     c = cov2[:, 1, 1] + 0.3
     det = a * c - b * b
     with torch.no_grad():
-        valid = valid & (det != 0) & torch.isfinite(det) & torch.isfinite(pix_x) & torch.isfinite(pix_y)
+        valid = (valid & (det != 0) & torch.isfinite(det)
+                 & torch.isfinite(pix_x) & torch.isfinite(pix_y))
     det = torch.where(valid, det, torch.ones_like(det))
     conic = torch.stack([c / det, -b / det, a / det], dim=-1)
 
@@ -277,7 +278,7 @@ class GaussianRasterizer(nn.Module):
 
     def forward(self, means3D, means2D, opacities, shs=None, colors_precomp=None, scales=None,
                 rotations=None, cov3D_precomp=None):
-        if (shs is None and colors_precomp is None) or (shs is not None and colors_precomp is not None):
+        if (shs is None) == (colors_precomp is None):
             raise Exception('Please provide excatly one of either SHs or precomputed colors!')
         if ((scales is None or rotations is None) and cov3D_precomp is None) or \
                 ((scales is not None or rotations is not None) and cov3D_precomp is not None):
