@@ -253,6 +253,41 @@ def test_gradients_match_finite_differences_in_double_precision(standins):
             (which, index)
 
 
+def test_empty_or_culled_scenes_render_the_background_and_stay_differentiable(standins):
+    dgr = standins.dgr
+    C, H, W = 32, 20, 20
+    bg = torch.rand(C, H, W)
+    for n, z in ((0, 2.0), (3, 0.0)):
+        means = torch.zeros(n, 3)
+        means[:, 2] = z
+        means.requires_grad_()
+        colors = torch.rand(n, C, requires_grad=True)
+        (img, radii, depth, weight), _ = _render(
+            dgr, _settings(dgr, H, W, C=C, bg=bg), means, colors, torch.ones(n, 1),
+            torch.ones(n, 3), torch.ones(n, 4))
+        assert torch.equal(img.detach(), bg) and radii.tolist() == [0] * n
+        assert (depth == 0).all() and torch.allclose(weight, torch.full((1, H, W), 1e-6))
+        (img.sum() + depth.sum()).backward()        # no "does not require grad" error
+        assert (means.grad == 0).all()
+
+
+def test_sh_degree_0_and_argument_checks(standins):
+    dgr = standins.dgr
+    sh = torch.zeros(1, 1, 3)
+    sh[0, 0, 0] = 1.0
+    r = dgr.GaussianRasterizer(_settings(dgr, 21, 21, C=3, bg=torch.zeros(3)))
+    kw = dict(means3D=torch.tensor([[0.0, 0, 2]]), means2D=torch.zeros(1, 3),
+              opacities=torch.tensor([[0.99]]), scales=torch.full((1, 3), 0.1),
+              rotations=torch.tensor([[1.0, 0, 0, 0]]))
+    img = r(shs=sh, **kw)[0]
+    c0 = 0.28209479177387814
+    assert torch.allclose(img[:, 10, 10], 0.99 * torch.tensor([c0 + 0.5, 0.5, 0.5]), atol=1e-5)
+    with pytest.raises(Exception):
+        r(shs=sh, colors_precomp=torch.ones(1, 3), **kw)
+    with pytest.raises(Exception):
+        r(**kw)
+
+
 def test_mark_visible(standins):
     dgr = standins.dgr
     r = dgr.GaussianRasterizer(_settings(dgr, 8, 8))

@@ -235,7 +235,7 @@ def rasterize_gaussians(means3D, means2D, sh, colors_precomp, opacities, scales,
     s = raster_settings
     H, W = int(s.image_height), int(s.image_width)
     dev, dt = means3D.device, means3D.dtype
-    if colors_precomp is not None and colors_precomp.numel() > 0:
+    if sh is None or sh.numel() == 0:
         colors = colors_precomp.to(dt)
     else:
         if int(s.sh_degree) != 0:
@@ -247,6 +247,12 @@ def rasterize_gaussians(means3D, means2D, sh, colors_precomp, opacities, scales,
 
     color, log_tf, dep, wei = _render_band(pre, opac, colors, W, H, 0, H)
     color = color.T.reshape(C, H, W)
+    if not color.requires_grad and torch.is_grad_enabled():
+        # nothing drawn: keep the outputs attached to the inputs, as the CUDA Function's are
+        anchor = sum(t.sum() * 0.0 for t in (means3D, colors, opac, pre["pix_x"])
+                     if t.requires_grad)
+        if isinstance(anchor, torch.Tensor):
+            color, dep, wei = color + anchor, dep + anchor, wei + anchor
     t_final = torch.exp(log_tf).to(dt).reshape(1, H, W)
     bg = torch.as_tensor(s.bg, device=dev, dtype=dt)
     if bg.dim() == 1:

@@ -134,6 +134,9 @@ def rasterize(height, width, face_vertices_z, face_vertices_image, face_features
     vals = (bary.unsqueeze(-1) * feats[b, f]).sum(1)
     out = torch.zeros(n_pix, feats.shape[-1], dtype=feats.dtype, device=dev)
     out = out.index_put((pix,), vals.to(feats.dtype)).reshape(B, H, W, -1)
+    if not out.requires_grad and torch.is_grad_enabled() and (feats.requires_grad
+                                                              or fvi.requires_grad):
+        out = out + 0.0 * (feats.sum() + fvi.sum())   # nothing drawn: stay in the graph
     face_idx = best_f.reshape(B, H, W)
     if is_list:
         sizes = [t.shape[-1] for t in face_features]
@@ -199,6 +202,8 @@ def dibr_soft_mask(face_vertices_image, selected_face_idx, sigmainv=7000, boxlen
     log_keep = torch.log(torch.clamp(1.0 - prob, min=1e-12))
     log_all = torch.zeros(n_pix, dtype=dt, device=dev).index_add(0, pix, log_keep)
     soft = covered.to(dt) + (1.0 - torch.exp(log_all))
+    if not soft.requires_grad and torch.is_grad_enabled() and fvi.requires_grad:
+        soft = soft + 0.0 * fvi.sum()                  # no face nearby: stay in the graph
     return soft.reshape(B, H, W)
 
 
