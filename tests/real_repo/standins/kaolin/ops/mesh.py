@@ -36,7 +36,10 @@ def subdivide_tetmesh(vertices, tetrahedrons, features=None):
     """
     edges = tetrahedrons[:, _TET_EDGES.to(tetrahedrons.device)].reshape(-1, 2)
     edges = torch.sort(edges, dim=1).values
-    unique_edges, inverse = torch.unique(edges, dim=0, return_inverse=True)
+    n_v = vertices.shape[1]
+    # 1-D keys sort like the rows (lexicographic), and 1-D unique is much faster than dim=0
+    keys, inverse = torch.unique(edges[:, 0] * n_v + edges[:, 1], return_inverse=True)
+    unique_edges = torch.stack([keys // n_v, keys % n_v], dim=1)
     mid_idx = (inverse + vertices.shape[1]).reshape(-1, 6)
     pos = torch.cat([vertices, features], -1) if features is not None else vertices
     mids = 0.5 * (pos[:, unique_edges[:, 0]] + pos[:, unique_edges[:, 1]])
