@@ -467,6 +467,12 @@ def test_subdivide_tetmesh_one_tet(standins):
     sdf = torch.tensor([[[-1.0], [-1.0], [0.5], [0.5]]])
     nv, nt, nf = kaolin.ops.mesh.subdivide_tetmesh(verts, tets, sdf)
     assert nv.shape == (1, 10, 3) and nt.shape == (8, 4) and nf.shape == (1, 10, 1)
+    # exactly the example of kaolin's subdivide_tetmesh docstring (vertex and child order)
+    assert nt.tolist() == [[0, 4, 5, 6], [1, 7, 4, 8], [2, 5, 7, 9], [3, 6, 9, 8],
+                           [4, 5, 6, 8], [4, 5, 8, 7], [9, 5, 8, 6], [9, 5, 7, 8]]
+    assert nv[0, 4:].tolist() == [[0.5, 0, 0], [0, 0.5, 0], [0, 0, 0.5], [0.5, 0.5, 0],
+                                  [0.5, 0, 0.5], [0, 0.5, 0.5]]
+    assert nf[0, :, 0].tolist() == [-1, -1, 0.5, 0.5, -1, -0.25, -0.25, -0.25, -0.25, 0.5]
     assert torch.equal(nv[0, :4], verts[0])
     mids = {tuple(p) for p in nv[0, 4:].tolist()}
     assert mids == {(0.5, 0, 0), (0, 0.5, 0), (0, 0, 0.5), (0.5, 0.5, 0), (0.5, 0, 0.5),
