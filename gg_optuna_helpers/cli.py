@@ -119,6 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-repo", help="check a GazeGaussian checkout before a study")
     check.add_argument("repo", help="path of the GazeGaussian checkout")
     check.add_argument("--data", help="the ETH-XGaze data folder")
+    check.add_argument("--backend-option", action="append", default=[], metavar="KEY=VALUE",
+                       help="the same backend options as `run` (val_data, val_split, opt.NAME, "
+                            "...), so the timing run is the trials' configuration")
 
     demo = sub.add_parser("demo", help="both studies and the report on the mini backend")
     demo.add_argument("--results-dir", default="gg_results", help="(default: %(default)s)")
@@ -202,7 +205,8 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 def cmd_check_repo(args: argparse.Namespace) -> int:
     from .backends.gazegaussian.check import check_repo
 
-    report = check_repo(args.repo, args.data)
+    report = check_repo(args.repo, args.data,
+                        options=_key_values(args.backend_option, "--backend-option"))
     print("\n".join(report.lines()))
     return 0 if report.ok else 1
 
