@@ -122,6 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--backend-option", action="append", default=[], metavar="KEY=VALUE",
                        help="the same backend options as `run` (val_data, val_split, opt.NAME, "
                             "...), so the timing run is the trials' configuration")
+    check.add_argument("--time-iters", type=int, default=3,
+                       help="iterations of each stage to time (0: no timing run) "
+                            "(default: %(default)s)")
 
     demo = sub.add_parser("demo", help="both studies and the report on the mini backend")
     demo.add_argument("--results-dir", default="gg_results", help="(default: %(default)s)")
@@ -206,7 +209,8 @@ def cmd_check_repo(args: argparse.Namespace) -> int:
     from .backends.gazegaussian.check import check_repo
 
     report = check_repo(args.repo, args.data,
-                        options=_key_values(args.backend_option, "--backend-option"))
+                        options=_key_values(args.backend_option, "--backend-option"),
+                        time_iters=args.time_iters)
     print("\n".join(report.lines()))
     return 0 if report.ok else 1
 

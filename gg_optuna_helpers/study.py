@@ -94,7 +94,7 @@ class StudyConfig:
             cfg.results_dir = cfg.results_dir.removesuffix(".db")
         backend = get_backend(cfg.backend)
         limits = backend.limits(cfg.stage, cfg.backend_options)
-        space = cfg.space or SPACES[cfg.stage].fitted(limits)
+        space = cfg.space or SPACES[cfg.stage].fitted(limits, keep=cfg.edits)
         cfg.space = space.replace(**cfg.edits)
         cfg.space.validate(limits, cfg.backend)
         return cfg

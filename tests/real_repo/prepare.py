@@ -27,7 +27,7 @@ PROJECT = HERE.parents[1]
 sys.path.insert(0, str(PROJECT))  # the product's own reading of a checkout names the data files
 
 from gg_optuna_helpers.backends.gazegaussian.checkout import inspect  # noqa: E402
-from gg_optuna_helpers.backends.gazegaussian.data import data_files  # noqa: E402
+from gg_optuna_helpers.backends.gazegaussian.data import data_files, file_prefix  # noqa: E402
 
 import synthetic  # noqa: E402  (beside this file)
 
@@ -43,7 +43,8 @@ CPU_SMALL = {  # repo options that make one iteration take about a second on 2 C
     "opt.geo_mlp": "[27,64,64,132]",  # MeshHead's SDF MLP (pre-trained 300 steps at start)
     "opt.featmap_size": "16",  # Gaussian feature map: the 64 px image / down_scale 4
     "opt.pred_img_size": "64",  # the neural renderer's output: the image size
-    "num_workers": "0", "iters_per_epoch": "2", "val_samples": "2",
+    "opt.use_intermediate_gaze_training": "false",  # fork: 3 more passes every 5th iteration
+    "num_workers": "0", "iters_per_epoch": "1", "val_samples": "2",
 }
 
 
@@ -71,7 +72,7 @@ def ensure_site() -> None:
         return
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--upgrade",
                     "--target", str(SITE), *wanted.split()], check=True,
-                   stdout=subprocess.DEVNULL)
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     stamp.write_text(wanted)
 
 
@@ -87,10 +88,23 @@ def clone(variant: str, dest: Path) -> Path:
     return repo
 
 
+def frame_indices(repo: Path, dataset: str, val_subjects: int) -> dict[str, list[int]]:
+    """Frames to write per split. Upstream's held-out set reads the frames its evaluation
+    target list names (``configs/config_files/<prefix>evaluation_target_single_subject.txt``),
+    as many as it takes subjects x frames."""
+    indices = {split: list(range(n)) for split, n in FRAMES.items()}
+    targets = (repo / "configs" / "config_files"
+               / f"{file_prefix(repo, dataset)}evaluation_target_single_subject.txt")
+    if targets.is_file():
+        listed = [int(w) for w in targets.read_text().split()][:val_subjects * FRAMES["val"]]
+        indices["val"] = sorted({*indices["val"], *listed})
+    return indices
+
+
 def environment(torch_home: Path) -> dict[str, str]:
     paths = [str(HERE / "standins"), str(SITE), os.environ.get("PYTHONPATH", "")]
     return {"PYTHONPATH": os.pathsep.join(p for p in paths if p), "TORCH_HOME": str(torch_home),
-            "WANDB_MODE": "disabled"}
+            "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}  # 1 thread: 2 cores, busy
 
 
 def prepare(variant: str, dest: Path) -> dict:
@@ -99,15 +113,18 @@ def prepare(variant: str, dest: Path) -> dict:
     ensure_site()
     repo = clone(variant, dest)
     data, val_data = dest / "data" / "ETH-XGaze", dest / "data" / "ETH-XGaze_test"
-    dataset = inspect(repo).gazegaussian.get("dataset_name", "eth_xgaze")
+    checkout = inspect(repo)
+    dataset = checkout.gazegaussian.get("dataset_name", "eth_xgaze")
     files = {"train": data_files(repo, data, dataset, "train"),
              "val": data_files(repo, val_data, dataset, "val")}
     if not all(p.is_file() for paths in files.values() for p in paths):
-        synthetic.write_dataset(files, FRAMES)
+        synthetic.write_dataset(files, frame_indices(repo, dataset, len(files["val"])))
     env = environment(dest / "torch_home")
     subprocess.run([sys.executable, str(HERE / "assets.py"), str(repo), env["TORCH_HOME"]],
                    check=True, env={**os.environ, **env})
-    options = {"repo": str(repo), "data": str(data), "val_data": str(val_data), **CPU_SMALL}
+    known = {**checkout.meshhead, **checkout.gazegaussian}
+    small = {k: v for k, v in CPU_SMALL.items() if not k.startswith("opt.") or k[4:] in known}
+    options = {"repo": str(repo), "data": str(data), "val_data": str(val_data), **small}
     return {"repo": str(repo), "backend_options": options, "env": env}
 
 

@@ -94,8 +94,9 @@ def project(points_cam: np.ndarray) -> np.ndarray:
     return uv * focal() + SIZE / 2
 
 
-def subject_file(path: Path, frames: int, seed: int) -> None:
-    """One subject's h5 file with ``frames`` frames."""
+def subject_file(path: Path, frames: list[int], seed: int) -> None:
+    """One subject's h5 file holding the given frame indices; frames in between are left
+    unwritten (chunked storage keeps them empty), as only listed frames are ever read."""
     rng = np.random.default_rng(seed)
     identity = rng.normal(scale=0.5, size=80)
     marks = landmarks(rng)
@@ -105,7 +106,7 @@ def subject_file(path: Path, frames: int, seed: int) -> None:
         "face_patch", "head_mask", "left_eye_mask", "right_eye_mask", "facial_landmarks",
         "facial_landmarks_3d", "w2c_Rmat", "w2c_Tvec", "vertice", "cam_index", "latent_codes",
         "inmat", "pitchyaw_head", "face_head_pose", "pose", "scale")}
-    for _ in range(frames):
+    for _ in frames:
         pose = np.concatenate([rng.uniform(-0.15, 0.15, 3), np.zeros(3)])
         rotation = rodrigues(pose[:3])
         gaze = rng.uniform(-0.35, 0.35, 2)
@@ -127,11 +128,14 @@ def subject_file(path: Path, frames: int, seed: int) -> None:
             array = np.asarray(values)
             if array.dtype == np.float64:
                 array = array.astype(np.float32)
-            h5.create_dataset(key, data=array)
+            data = h5.create_dataset(key, shape=(max(frames) + 1, *array.shape[1:]),
+                                     dtype=array.dtype, chunks=(1, *array.shape[1:]))
+            for index, row in zip(frames, array):
+                data[index] = row
 
 
-def write_dataset(files: dict[str, list[Path]], frames: dict[str, int]) -> None:
-    """Write each split's files (``{"train": [...], "val": [...]}``) with its frame count."""
+def write_dataset(files: dict[str, list[Path]], frames: dict[str, list[int]]) -> None:
+    """Write each split's files (``{"train": [...], "val": [...]}``) with its frame indices."""
     for split, paths in files.items():
         for i, path in enumerate(paths):
             path.parent.mkdir(parents=True, exist_ok=True)
