@@ -12,14 +12,15 @@ import signal
 import socket
 import subprocess
 import sys
-import types
 import urllib.request
 from pathlib import Path
 
 import nbformat
 import pytest
 from nbclient import NotebookClient
-from pyngrok import conf, ngrok
+from pyngrok import conf
+
+import tunnel_standin
 
 from conftest import ROOT, cli
 from gg_optuna_helpers.dashboard import serve_dashboard
@@ -150,17 +151,11 @@ def test_an_ngrok_token_never_reaches_logs_outputs_or_files(tmp_path, monkeypatc
 
 def test_no_tunnel_without_basic_auth_and_a_fresh_password_each_time(tmp_path, monkeypatch,
                                                                      capsys):
-    """Contract (ngrok's service is unreachable here, so ``connect`` alone is replaced): with
-    either ngrok config version every tunnel carries basic auth with a new password, which
-    reaches no log and no file."""
-    calls = []
-
-    def connect(**options):
-        calls.append(options)
-        return types.SimpleNamespace(public_url=f"https://gg-{len(calls)}.ngrok.app")
-
-    monkeypatch.setattr(ngrok, "connect", connect)
-    monkeypatch.setattr(ngrok, "disconnect", lambda url: None)
+    """Contract, against the tunnel stand-in (tests/tunnel_standin.py: ngrok's service is
+    unreachable here): with either ngrok config version every tunnel carries basic auth with a
+    new password, which reaches no log and no file."""
+    tunnel_standin.CALLS.clear()
+    tunnel_standin.install(True, monkeypatch.setattr)
     monkeypatch.setattr(conf.get_default(), "auth_token", None)
     monkeypatch.setenv("NGROK_AUTHTOKEN", TOKEN)
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
@@ -169,11 +164,9 @@ def test_no_tunnel_without_basic_auth_and_a_fresh_password_each_time(tmp_path, m
         monkeypatch.setattr(conf.get_default(), "config_version", version)
         with serve_dashboard(storage, port=free_port(), tunnel="ngrok",
                              artifact_dir=tmp_path / "artifacts") as dash:
-            options = calls[-1]
-            credentials = (options["basic_auth"] if version == "2" else
-                           options["traffic_policy"]["on_http_request"][0]["actions"][0]
-                           ["config"]["credentials"])
-            assert credentials == [f"{dash.username}:{dash.password}"]
+            options = tunnel_standin.CALLS[-1]
+            assert tunnel_standin.credentials(options) == [f"{dash.username}:{dash.password}"]
+            assert ("basic_auth" in options) == (version == "2")
             assert len(dash.password) >= 16
             passwords.append(dash.password)
     assert len(set(passwords)) == 3  # generated anew for every dashboard
@@ -197,16 +190,3 @@ def test_dashboard_of_a_database_url_writes_no_credentials_into_folder_names(pos
     assert password not in "".join(output)
     assert scan_tree(tmp_path, password) == {}
     assert (tmp_path / "gg_results" / "artifacts").is_dir()  # the run command's results folder
-
-
-def test_a_generated_password_is_shown_in_a_kernel_but_not_saved_in_its_outputs():
-    """In a notebook the credentials go into a widget: the saved outputs hold no copy of them."""
-    import nbclient
-    import nbformat
-
-    secret = "pw-" + "Zq7" * 8
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
-        f"from gg_optuna_helpers.dashboard import _reveal\n_reveal('password {secret}')")])
-    nbclient.NotebookClient(nb, kernel_name="python3", timeout=120).execute()
-    outputs = json.dumps([cell.outputs for cell in nb.cells])
-    assert "widget-view+json" in outputs and secret not in outputs
