@@ -23,6 +23,7 @@ from pyngrok import conf
 import tunnel_standin
 
 from conftest import ROOT, cli
+from nbparams import inject
 from gg_optuna_helpers.dashboard import serve_dashboard
 
 # Shaped like a real ngrok authtoken (a digit, letters and digits, an underscore, more).
@@ -104,14 +105,17 @@ def notebook_text(nb: nbformat.NotebookNode) -> str:
 
 
 @pytest.mark.slow
-def test_an_ngrok_token_never_reaches_logs_outputs_or_files(tmp_path, monkeypatch):
-    """A real study, notebook 01 executed in a real kernel, a report and the dashboard command,
-    all with NGROK_AUTHTOKEN set; ngrok is unreachable here, which must be said in one line."""
+def test_no_token_or_password_in_the_saved_notebook_its_widget_state_or_any_file(tmp_path,
+                                                                                monkeypatch):
+    """A real study, then notebook 01 executed in a real kernel with TUNNEL="ngrok" against the
+    tunnel STAND-IN (tests/tunnel_standin.py; ngrok's service is unreachable here), saved with
+    its widget state as Colab saves it; then a report and the dashboard command. The saved
+    .ipynb as a whole (outputs, metadata.widgets), the results folder and every log hold
+    neither the token nor the generated password."""
     results, home = tmp_path / "drive", tmp_path / "home"
     home.mkdir()
-    for key, value in {"NGROK_AUTHTOKEN": TOKEN, "HOME": str(home), "PYTHONPATH": str(ROOT),
-                       "GG_RESULTS_DIR": str(results), "GG_NOTEBOOK_TRIALS": "2",
-                       "GG_NOTEBOOK_EPOCHS": "2"}.items():
+    for key, value in {"NGROK_AUTHTOKEN": TOKEN, "HOME": str(home),
+                       "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'tests'}"}.items():
         monkeypatch.setenv(key, value)  # the kernel and every command inherit them
     captured = []
 
@@ -120,31 +124,43 @@ def test_an_ngrok_token_never_reaches_logs_outputs_or_files(tmp_path, monkeypatc
     assert run.returncode == 0, run.stdout + run.stderr
     captured += [run.stdout, run.stderr]
 
-    # notebook 01 finishes the study (trial 1) and starts its dashboard with the token set
-    nb = nbformat.read(ROOT / "notebooks" / "01_meshhead_study.ipynb", as_version=4)
-    NotebookClient(nb, timeout=600, kernel_name="python3",
+    # notebook 01 finishes the study (trial 1) and serves its dashboard through the stand-in
+    copy = inject(ROOT / "notebooks" / "01_meshhead_study.ipynb", tmp_path / "01.ipynb",
+                  prelude="import tunnel_standin\ntunnel_standin.install()",
+                  RESULTS_DIR=str(results), N_TRIALS=2, MAX_EPOCHS=2, TUNNEL="ngrok",
+                  DASHBOARD_PORT=free_port())
+    nb = nbformat.read(copy, as_version=4)
+    NotebookClient(nb, timeout=600, kernel_name="python3", store_widget_state=True,
                    resources={"metadata": {"path": str(tmp_path)}}).execute()
-    nbformat.write(nb, tmp_path / "executed.ipynb")
+    saved = tmp_path / "executed.ipynb"
+    nbformat.write(nb, saved)
+    assert "widgets" in nb.metadata  # the progress bar's widget state was saved and scanned
     text = notebook_text(nb)
-    [note] = [line for line in text.splitlines() if "ngrok" in line and "No " in line]
-    assert note.startswith("No ngrok tunnel:") and note.endswith("the dashboard is only at "
-                                                                 "http://127.0.0.1:8081/.")
-    assert "Study 'mini_meshhead'" in text and "2 finished" in text
+    [link] = [line for line in text.splitlines() if line.startswith("Public link: ")]
+    credentials = home / ".config" / "gg_optuna_helpers" / "dashboard_password"
+    assert f"the password is in {credentials}" in link
+    assert credentials.stat().st_mode & 0o777 == 0o600
+    password = credentials.read_text().strip()
+    assert len(password) >= 16 and "Study 'mini_meshhead'" in text and "2 finished" in text
 
     report = cli("report", "--storage", str(results), "--study-name", "mini_meshhead")
     assert report.returncode == 0, report.stdout + report.stderr
     captured += [report.stdout, report.stderr]
 
     port = free_port()
-    with dashboard_command(str(results), "--port", str(port), cwd=tmp_path) as output:
+    with dashboard_command(str(results), "--port", str(port), "--tunnel", "ngrok",
+                           cwd=tmp_path) as output:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=10) as r:
             assert "mini_meshhead" in r.read().decode()
     captured += output
-    assert "No ngrok tunnel:" in output[0]
+    assert "No ngrok tunnel:" in output[0]  # the real pyngrok, offline: one line
 
-    assert leaks("\n".join(captured), TOKEN) == []
-    assert leaks(text, TOKEN) == []
-    # results and trial folders (worker logs), the live database, the executed notebook, HOME
+    raw = saved.read_text()
+    for secret in (TOKEN, password):
+        assert leaks("\n".join(captured), secret) == []
+        assert leaks(raw, secret) == []  # the whole file: outputs, metadata, widget state
+        assert scan_tree(results, secret) == {}  # studies, trial folders, worker logs, reports
+    # and the token nowhere at all: the live database, HOME, pyngrok's config
     assert scan_tree(tmp_path, TOKEN) == {}
     assert list(results.rglob("worker.log"))  # the worker logs were among the files scanned
 
