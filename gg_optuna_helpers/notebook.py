@@ -68,10 +68,12 @@ def check_backend(backend: str, repo: str, data: str = "") -> None:
                           "the problems listed above and run this cell again.")
 
 
-def start_dashboard(results: str | os.PathLike, *, tunnel: str = "colab",
-                    port: int = DEFAULT_PORT) -> Dashboard:
-    """The live dashboard of ``results``; a running one is reused (Run all is safe).
+def start_dashboard(storage: str | os.PathLike, *, artifacts: str | os.PathLike | None = None,
+                    tunnel: str = "colab", port: int = DEFAULT_PORT) -> Dashboard:
+    """The live dashboard of ``storage`` (the results folder, or a database URL); a running one
+    is reused, so Run all is safe.
 
+    ``artifacts``: the trial previews' folder (default: ``<storage folder>/artifacts``).
     ``tunnel``: ``colab`` (private proxy link and the dashboard embedded in the cell), ``ngrok``
     (public, password-protected, needs NGROK_AUTHTOKEN) or ``none``. Outside Colab, ``colab``
     means this machine only.
@@ -81,8 +83,10 @@ def start_dashboard(results: str | os.PathLike, *, tunnel: str = "colab",
     if tunnel == "colab" and not is_colab():
         print("Not running in Colab, so no Colab link (set TUNNEL to 'ngrok' for a public one).")
         tunnel = "none"
-    return serve_dashboard(open_storage(results).rdb, artifact_dir=Path(results) / "artifacts",
-                           port=port, tunnel=tunnel)
+    if artifacts is None and "://" not in str(storage):
+        artifacts = Path(storage) / "artifacts"
+    return serve_dashboard(open_storage(storage).rdb, artifact_dir=artifacts, port=port,
+                           tunnel=tunnel)
 
 
 def show_status(config: StudyConfig) -> None:

@@ -273,3 +273,18 @@ def test_terminal_helper_runs_until_ctrl_c(storage, port):
         if child.poll() is None:
             child.kill()
             child.wait()
+
+
+def test_a_chosen_password_is_required_and_never_printed(storage, port, tunnel_standin,
+                                                         monkeypatch, capsys):
+    chosen = "my-own-dashboard-pw"
+    monkeypatch.setenv("GG_DASHBOARD_PASSWORD", chosen)
+    tunnel_standin()
+    with serve_dashboard(storage, port=port, tunnel="ngrok") as dash:
+        assert get(dash.public_url, (dash.username, chosen)) == 200
+        assert get(dash.public_url) == 401
+    out = capsys.readouterr().out
+    assert chosen not in out and "the password you set in GG_DASHBOARD_PASSWORD" in out
+    monkeypatch.setenv("GG_DASHBOARD_PASSWORD", "short")
+    with pytest.raises(ConfigError, match="GG_DASHBOARD_PASSWORD has 5: choose a longer one"):
+        serve_dashboard(storage, port=port, tunnel="ngrok")
