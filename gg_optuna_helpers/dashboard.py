@@ -186,7 +186,8 @@ def _hand_over(opened: Opened) -> None:
     else:
         path = credentials_file()
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.touch(mode=0o600)
+        path.touch()
+        path.chmod(0o600)  # before the password is in it
         path.write_text(opened.password + "\n")
         print(f"{head}; the password is in {path}: open that file from the Files panel, since "
               "it is kept out of this notebook, or set GG_DASHBOARD_PASSWORD to choose one).")

@@ -55,10 +55,8 @@ def notebook_config(stage: str, *, results: str | os.PathLike, backend: str = "m
             backend, "meshhead", quick_test=quick_test)).resolved()
 
 
-def check_backend(backend: str, repo: str, data: str = "") -> None:
-    """For the real backend: check the checkout and data (``check-repo``); else nothing to do."""
-    if backend != "gazegaussian":
-        return
+def check_backend(repo: str, data: str = "") -> None:
+    """The real backend's set-up check: the checkout at ``repo`` and its data (``check-repo``)."""
     from .backends.gazegaussian.check import check_repo
 
     report = check_repo(repo, data or None)

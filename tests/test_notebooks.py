@@ -83,6 +83,22 @@ def test_the_forms_offer_the_tunnel_the_meshhead_study_and_the_study_name():
         assert 'RESULTS_DIR = ""' in forms[name] and "DASHBOARD_PORT = 8081" in forms[name]
     assert 'MESHHEAD_STUDY = ""' in forms[NAMES[2]] and "CHANGE_MESHHEAD = False" in forms[NAMES[2]]
     assert 'STUDY_NAME = ""' in forms[NAMES[3]] and 'RESULTS_DIR = ""' in forms[NAMES[3]]
+    for path in NOTEBOOKS[1:3]:
+        cells = nbformat.read(path, as_version=4).cells
+        [at] = [i for i, c in enumerate(cells) if "check_backend(" in c.source]
+        assert 'if BACKEND == "gazegaussian":' in cells[at].source  # the form guards it
+        assert cells[at - 1].source.startswith("## 4. Set up the real backend")
+        settings = next(c.source for c in cells if c.source.startswith("## 2. Settings"))
+        assert all(f"`{p}`" in settings for p in ("asha", "patient", "hyperband", "median"))
+
+
+def test_the_real_backend_check_says_what_is_missing_in_one_sentence(tmp_path, capsys):
+    from gg_optuna_helpers import ConfigError
+    from gg_optuna_helpers.notebook import check_backend
+
+    with pytest.raises(ConfigError, match="is not ready for a study: fix the problems listed"):
+        check_backend(str(tmp_path / "GazeGaussian"))
+    assert "PROBLEM checkout:" in capsys.readouterr().out
 
 
 def test_the_library_reads_no_environment_overrides_of_a_form(tmp_path, monkeypatch):
