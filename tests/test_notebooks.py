@@ -206,3 +206,12 @@ def test_the_notebook_setting_reaches_the_real_backend(tmp_path):
     with pytest.raises(ConfigError):
         notebook_config("meshhead", results=tmp_path / "r", backend="gazegaussian",
                         repo=str(tmp_path / "missing"))
+
+
+def test_the_colab_tunnel_outside_colab_is_a_local_dashboard_with_one_line(tmp_path, capsys):
+    from gg_optuna_helpers.notebook import start_dashboard
+
+    with start_dashboard(tmp_path / "r", tunnel="colab", port=free_port()) as dash:
+        assert dash.running and dash.public_url is None
+    assert capsys.readouterr().out.startswith("Not running in Colab, so no Colab link")
+    assert (tmp_path / "r" / "artifacts").is_dir()
