@@ -90,8 +90,9 @@ def _folder(results: str | os.PathLike, study: optuna.Study) -> Path:
 def _best_config_html(folder: Path) -> str:
     """The best configuration as YAML and command, and a link that downloads the YAML."""
     yaml_file, command_file = folder / "best_config.yaml", folder / "best_command.txt"
-    if not yaml_file.exists():
-        return "<p>No best configuration yet: no trial has completed.</p>"
+    if not yaml_file.exists():  # the report says why (no completed trial, unknown stage)
+        note = json.loads((folder / "summary.json").read_text()).get("best_config_note")
+        return f"<p>No best configuration: {html.escape(str(note))}</p>"
     text = yaml_file.read_text()
     link = (f'<a download="{html.escape(folder.name)}_best_config.yaml" '
             f'href="data:text/yaml;base64,{base64.b64encode(text.encode()).decode()}">'

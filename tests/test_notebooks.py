@@ -215,3 +215,27 @@ def test_the_colab_tunnel_outside_colab_is_a_local_dashboard_with_one_line(tmp_p
         assert dash.running and dash.public_url is None
     assert capsys.readouterr().out.startswith("Not running in Colab, so no Colab link")
     assert (tmp_path / "r" / "artifacts").is_dir()
+
+
+def test_03_analyses_a_custom_named_study_inline(tmp_path, monkeypatch):
+    """STUDY_NAME picks any study; its plots show inline without Chrome (plotly's renderer)."""
+    import optuna
+
+    from gg_optuna_helpers import open_storage
+
+    results = tmp_path / "r"
+    storage = open_storage(str(results))
+    study = optuna.create_study(study_name="my custom study", storage=storage.rdb)
+    study.optimize(lambda t: (t.suggest_float("lr", 1e-4, 1e-2, log=True) - 1e-3) ** 2,
+                   n_trials=4)
+    storage.snapshot(force=True)
+    copy = inject(NOTEBOOKS[3], tmp_path / "03.ipynb", RESULTS_DIR=str(results),
+                  STUDY_NAME="my custom study")
+    nb = nbformat.read(copy, as_version=4)
+    monkeypatch.setenv("GG_OPTUNA_CHROME", "none")  # the kernel inherits it: no Chrome, as Colab
+    NotebookClient(nb, timeout=600, kernel_name="python3",
+                   resources={"metadata": {"path": str(tmp_path)}}).execute()
+    shown = json.dumps([c.get("outputs") for c in nb.cells])
+    assert "### my custom study" in shown
+    assert (results / "report_my custom study" / "summary.json").exists()
+    assert shown.count("cdn.plot.ly") >= 2 and "No best configuration: " in shown
