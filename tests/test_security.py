@@ -206,3 +206,27 @@ def test_dashboard_of_a_database_url_writes_no_credentials_into_folder_names(pos
     assert password not in "".join(output)
     assert scan_tree(tmp_path, password) == {}
     assert (tmp_path / "gg_results" / "artifacts").is_dir()  # the run command's results folder
+
+
+def test_a_notebooks_generated_password_is_not_in_the_saved_file_nor_its_widget_state(
+        tmp_path, monkeypatch):
+    """Colab saves widget state (metadata.widgets) with the notebook: the password used to sit
+    there in a widget. Against the tunnel stand-in, in a real kernel, saved with widget state."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("NGROK_AUTHTOKEN", TOKEN)
+    monkeypatch.setenv("PYTHONPATH", f"{ROOT}{os.pathsep}{ROOT / 'tests'}")
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        "import tunnel_standin\ntunnel_standin.install()\n"
+        "from gg_optuna_helpers.dashboard import serve_dashboard\n"
+        f"dash = serve_dashboard('sqlite:///{tmp_path / 'o.db'}', port={free_port()}, "
+        "tunnel='ngrok')\nimport ipywidgets\ndisplay(ipywidgets.IntProgress())\n"
+        f"open({str(tmp_path / 'seen')!r}, 'w').write(dash.password)  # for the test only")])
+    NotebookClient(nb, kernel_name="python3", timeout=120, store_widget_state=True).execute()
+    raw = nbformat.writes(nb)
+    assert "widgets" in nb.metadata  # widget state was saved, and scanned below
+    password = (tmp_path / "seen").read_text()
+    assert len(password) >= 16
+    assert leaks(raw, password) == [] and leaks(raw, TOKEN) == []
+    credentials = home / ".config" / "gg_optuna_helpers" / "dashboard_password"
+    assert credentials.read_text().strip() == password  # where the user finds it instead
