@@ -213,6 +213,7 @@ def test_a_notebooks_generated_password_is_not_in_the_saved_file_nor_its_widget_
     """Colab saves widget state (metadata.widgets) with the notebook: the password used to sit
     there in a widget. Against the tunnel stand-in, in a real kernel, saved with widget state."""
     home = tmp_path / "home"
+    home.mkdir()
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("NGROK_AUTHTOKEN", TOKEN)
     monkeypatch.setenv("PYTHONPATH", f"{ROOT}{os.pathsep}{ROOT / 'tests'}")
