@@ -145,24 +145,27 @@ def _reuse(port: int, key: str, tunnel: str) -> Dashboard | None:
         dash.stop()
         return None
     _SERVING[port] = (key, tunnel, dash)
-    print(f"optuna-dashboard is already running at {dash.local_url} (reused).")
-    if dash.public_url:
-        print(f"Its link: {dash.public_url}")
+    _announce(dash, port, reused=True)
     return dash
 
 
-def _announce(dash: Dashboard, port: int) -> None:
+def _announce(dash: Dashboard, port: int, *, reused: bool = False) -> None:
     """Print the links; show Colab's embedded view; hand over credentials without saving them."""
-    print(f"optuna-dashboard is running at {dash.local_url} (this machine only).")
-    if dash._tunnel is not None:
+    if reused:
+        print(f"optuna-dashboard is already running at {dash.local_url} (reused).")
+    else:
+        print(f"optuna-dashboard is running at {dash.local_url} (this machine only).")
+    if dash._tunnel is not None and reused:
+        print(f"Public link: {dash.public_url} (user {dash.username!r}, the same password).")
+    elif dash._tunnel is not None:
         _hand_over(dash._tunnel)
-    elif dash.public_url:
+    elif dash.public_url:  # Colab's proxy; embedded again, since Run all cleared the output
         print(f"Open it here (private to your Colab login): {dash.public_url}\n"
               "If a new tab shows 403, use the dashboard embedded below.")
         from google.colab.output import serve_kernel_port_as_iframe
 
         serve_kernel_port_as_iframe(port, height=820)
-    if dash.note:
+    if dash.note and not reused:
         print(dash.note)
 
 

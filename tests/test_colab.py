@@ -148,8 +148,11 @@ def test_dashboard_on_colab_gives_the_proxy_link_and_embeds_the_dashboard(fake_c
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    with serve_dashboard(f"sqlite:///{tmp_path / 'o.db'}", port=port, tunnel="colab") as dash:
+    storage = f"sqlite:///{tmp_path / 'o.db'}"
+    with serve_dashboard(storage, port=port, tunnel="colab") as dash:
         assert dash.public_url == "https://abc-8081.colab.dev/"
-    assert calls == [("eval_js", f"google.colab.kernel.proxyPort({port})"), ("iframe", port)]
+        assert serve_dashboard(storage, port=port, tunnel="colab") is dash  # Run all again
+    assert calls == [("eval_js", f"google.colab.kernel.proxyPort({port})"), ("iframe", port),
+                     ("iframe", port)]  # embedded again: Run all cleared the cell's output
     out = capsys.readouterr().out
     assert "private to your Colab login" in out and "use the dashboard embedded below" in out
