@@ -194,6 +194,8 @@ def test_contract_ngrok_tunnel_asks_for_the_generated_password_and_token_stays_s
         assert get(dash.public_url + "/api/studies") == 401
         assert get(dash.public_url + "/api/studies", (dash.username, dash.password)) == 200
         assert dash.password not in repr(dash)
+        assert serve_dashboard(storage, port=port, tunnel="ngrok") is dash  # re-run: reused
+        assert len(tunnel_standin_module.CALLS) == 1  # the same tunnel, the same password
     assert not tunnel_standin_module.OPEN  # stop() closed the tunnel
     captured = capsys.readouterr()
     assert TOKEN not in captured.out + captured.err + caplog.text
