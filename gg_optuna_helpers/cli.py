@@ -96,6 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--study-name", help="default: <backend>_<stage>")
     run.add_argument("--meshhead-study", help="gazegaussian stage: the MeshHead study to take "
                                               "the best checkpoint from (default: <backend>_meshhead)")
+    run.add_argument("--change-meshhead", action="store_true",
+                     help="gazegaussian stage: accept a MeshHead other than the one this study "
+                          "was trained on so far")
     run.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                      help="edit the search space: lr=1e-5:1e-3 (range), batch_size=1 (fixed), "
                           "dit_depth=4,6 (choices)")
@@ -113,7 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     _storage_args(dash, study=False)
     dash.add_argument("--port", type=int, default=8081, help="(default: %(default)s)")
     dash.add_argument("--tunnel", default="auto", choices=["auto", "colab", "ngrok", "none"],
-                      help="auto: Colab proxy on Colab, ngrok when NGROK_AUTHTOKEN is set")
+                      help="auto: Colab's private proxy on Colab, else local only; ngrok: "
+                           "public, with a password (needs NGROK_AUTHTOKEN)")
     dash.add_argument("--artifacts", help="artifact folder (default: <storage>/artifacts)")
 
     check = sub.add_parser("check-repo", help="check a GazeGaussian checkout before a study")
@@ -147,6 +151,7 @@ def _config(args: argparse.Namespace, stage: str):
         edits=dict(parse_edit(e) for e in getattr(args, "set", [])),
         backend_options=_key_values(args.backend_option, "--backend-option"),
         meshhead_study=getattr(args, "meshhead_study", None),
+        change_meshhead=getattr(args, "change_meshhead", False),
         heartbeat_interval=args.heartbeat_interval, show_progress_bar=not args.quiet)
 
 

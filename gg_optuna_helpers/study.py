@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 
 from .backends import STAGES, get_backend
 from .errors import ConfigError, TrialFailed
+from .meshhead_link import link_meshhead
 from .presets import make_pruner, make_sampler, warmup_epochs
 from .protocol import BEST, LAST, PREVIEW, TrialSpec
 from .runner import Limits, frozen, log_tail, run_trial
@@ -65,6 +66,7 @@ class StudyConfig:
     edits: dict[str, Any] = field(default_factory=dict)  # e.g. {"batch_size": [1]}
     backend_options: dict[str, Any] = field(default_factory=dict)
     meshhead_study: str | None = None  # gazegaussian stage: where the best MeshHead comes from
+    change_meshhead: bool = False  # allow a MeshHead other than the one the study recorded
     heartbeat_interval: int = 10
     local_dir: str | None = None
     show_progress_bar: bool = True
@@ -148,11 +150,9 @@ class _Objective:
         self.artifacts = optuna.artifacts.FileSystemArtifactStore(
             str(_mkdir(Path(cfg.results_dir).resolve() / "artifacts")))
         self.options = dict(cfg.backend_options)
-        if cfg.stage == "gazegaussian" and "meshhead_checkpoint" not in self.options:
-            ckpt = best_checkpoint(storage, cfg.meshhead_study)
-            if ckpt is not None:
-                self.options["meshhead_checkpoint"] = str(ckpt)
-                log.info("Using the best MeshHead of study %r: %s", cfg.meshhead_study, ckpt)
+        if cfg.stage == "gazegaussian":
+            ckpt = self.options["meshhead_checkpoint"] = link_meshhead(study, storage, cfg)
+            log.info("Using the best MeshHead of study %r: %s", cfg.meshhead_study, ckpt)
         self.study = study
         self.failures_in_a_row = 0
         self.best = _best_value(study)
