@@ -17,7 +17,7 @@ from .files import copy_tree, place_model_files, place_weights
 from .imports import failing_imports, install_missing
 from .packages import Package, packages_for
 from .toolchain import Toolchain, detect
-from .wheels import Builder, build_wheel, default_builder, ensure_wheel
+from .wheels import Builder, build_wheel, default_builder, ensure_wheels
 from ._step import step
 
 __all__ = ["SetupReport", "setup_repo", "VARIANTS", "Builder", "Package", "Toolchain",
@@ -80,14 +80,14 @@ def setup_repo(variant: str = "fork", commit: str | None = None, *,
     with step(f"[2-3/5] CUDA packages as wheels, cached in {wheels}") as say:
         packages = packages_for(root)
         build = builder or default_builder(toolchain, from_source=build_from_source)
-        for package in packages:
-            wheel, note = ensure_wheel(package, root, wheels, build, site)
-            report.wheels.append(wheel)
+        report.wheels, notes = ensure_wheels(packages, root, wheels, build, site)
+        for note in notes:
             say(note)
         if pypi:
             say(install_missing(toolchain))
         broken = failing_imports([p.module for p in packages], site)
-        say("; ".join(f"import {m} fails ({e})" for m, e in broken.items()) or "all import")
+        say("; ".join(f"import {m} fails ({e})" for m, e in broken.items())
+            or f"{', '.join(p.module for p in packages)} import")
     with step("[4/5] data and model files to local disk") as say:
         _copy_data(report, data, val_data, Path(local_data) if local_data else root.parent / "data",
                    say)

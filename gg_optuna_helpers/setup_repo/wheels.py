@@ -99,18 +99,25 @@ def installed_version(dist: str, target: Path | None = None) -> str | None:
                  if canonicalize_name(d.metadata["Name"] or "") == canonicalize_name(dist)), None)
 
 
-def ensure_wheel(package: Package, root: Path, cache: Path, builder: Builder,
-                 target: Path | None = None) -> tuple[Path, str]:
-    """Install ``package`` from the cache, building it first on a miss: (wheel, what happened)."""
-    wheel = cached_wheel(cache, package)
-    how = "cached"
-    if wheel is None:
-        with tempfile.TemporaryDirectory(prefix="gg_build_") as tmp:
-            wheel = store(builder(package, root, Path(tmp)), cache)
-        how = "built"
-    version = str(parse_wheel_filename(wheel.name)[1])
-    if installed_version(package.dist, target) == version:
-        return wheel, f"{package.dist} {version} {how}, already installed"
-    run(install_command([wheel], target), f"installing {wheel.name}",
-        f"delete {wheel} so that the next run rebuilds it.")
-    return wheel, f"{package.dist} {version} {how}, installed"
+def ensure_wheels(packages: list[Package], root: Path, cache: Path, builder: Builder,
+                  target: Path | None = None) -> tuple[list[Path], list[str]]:
+    """Take each package's wheel from the cache, building it first on a miss; install those
+    not installed yet in one ``pip`` call. (wheels, one line per package)."""
+    wheels, notes, todo = [], [], []
+    for package in packages:
+        wheel = cached_wheel(cache, package)
+        how = "cached"
+        if wheel is None:
+            with tempfile.TemporaryDirectory(prefix="gg_build_") as tmp:
+                wheel = store(builder(package, root, Path(tmp)), cache)
+            how = "built"
+        version = str(parse_wheel_filename(wheel.name)[1])
+        done = installed_version(package.dist, target) == version
+        notes.append(f"{package.dist} {version}: {how}, "
+                     f"{'already installed' if done else 'installed'}")
+        wheels.append(wheel)
+        todo += [] if done else [wheel]
+    if todo:
+        run(install_command(todo, target), f"installing {', '.join(w.name for w in todo)}",
+            f"delete the wheels in {cache} so that the next run rebuilds them.")
+    return wheels, notes
