@@ -14,7 +14,7 @@ import pytest
 from gg_optuna_helpers.backends.gazegaussian.check import ASSETS
 from gg_optuna_helpers.errors import ConfigError
 from gg_optuna_helpers.setup_repo import VARIANTS, Toolchain, build_wheel, setup_repo
-from gg_optuna_helpers.setup_repo.files import copy_tree, fetch, place_model_files
+from gg_optuna_helpers.setup_repo.files import copy_tree, fetch, place_model_files, place_weights
 from gg_optuna_helpers.setup_repo.imports import pip_install_command
 from gg_optuna_helpers.setup_repo.index import fetch_wheel, no_wheel, page_url
 from gg_optuna_helpers.setup_repo.packages import KAOLIN, PYTORCH3D, Package, packages_for
@@ -221,9 +221,27 @@ def test_model_archive_is_downloaded_once_then_reused(tmp_path):
         place_model_files(root, cache, needed)
 
 
+def test_weights_file_or_archive_lands_in_config_models(tmp_path):
+    root = tmp_path / "repo"
+    weights = tmp_path / "drive/epoch_60_512_ckpt.pth.tar"
+    weights.parent.mkdir()
+    weights.write_bytes(b"w" * 1000)
+    assert place_weights(weights, root).endswith("configs/config_models/epoch_60_512_ckpt.pth.tar")
+    assert "already in" in place_weights(weights, root)
+    archive = tmp_path / "drive/mine.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("gazegaussian_ckp.pth", b"ckpt")
+    assert "1 files unzipped" in place_weights(archive, root)
+    assert (root / "configs/config_models/gazegaussian_ckp.pth").read_bytes() == b"ckpt"
+    with pytest.raises(ConfigError, match="There is no weights file"):
+        place_weights(tmp_path / "drive/missing.pth", root)
+
+
 # -- the command ------------------------------------------------------------------------------
 
 @needs_bundles
+@pytest.mark.skipif(__import__("torch").version.cuda is not None,
+                    reason="this torch has CUDA; the test is about refusing a CPU torch")
 def test_cli_clones_then_refuses_a_cpu_torch_in_one_line(tmp_path):
     done = subprocess.run(
         [sys.executable, "-m", "gg_optuna_helpers", "setup-repo", "--variant",
