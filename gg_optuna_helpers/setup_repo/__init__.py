@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..colab import is_colab, mount_drive
+from ..colab import is_colab
 from .clone import VARIANTS, ensure_clone, resolve
 from .files import copy_tree, place_model_files, place_weights
 from .imports import failing_imports, install_missing
@@ -60,9 +60,9 @@ def setup_repo(variant: str = "fork", commit: str | None = None, *,
     ``variant``: ``fork`` (kram254, DiT), ``upstream`` (ucwxb) or a git URL (then ``commit``
     is required); ``commit`` defaults to the variant's pinned one. ``data`` / ``val_data``:
     folders on Drive copied under ``local_data`` (default: ``data/`` next to ``dest``);
-    ``val_data`` defaults to ``<data>_test`` when that exists. ``weights``: a file or .zip on
+    ``val_data`` (default: ``<data>_test`` when that exists) is copied to ``<local data>_test``. ``weights``: a file or .zip on
     Drive placed in ``configs/config_models``. ``cache``: the Drive folder for wheels and
-    ``config_models.zip`` (default: ``setup_cache`` in the results folder).
+    ``config_models.zip`` (default: ``setup_cache`` in the results folder, Drive on Colab).
     ``build_from_source``: build kaolin/pytorch3d when no wheel matches. ``pypi``: install
     the repo's missing PyPI packages. ``time_iters``: check-repo's timed iterations (0: none).
     For tests: ``builder`` replaces the CUDA build, ``toolchain`` the detected one, ``site``
@@ -70,7 +70,9 @@ def setup_repo(variant: str = "fork", commit: str | None = None, *,
     """
     url, commit = resolve(variant, commit)
     root = Path(dest or default_dest()).expanduser().resolve()
-    cache = Path(cache).expanduser() if cache else mount_drive() / "setup_cache"
+    cache = Path(cache).expanduser() if cache else _results() / "setup_cache"
+    if is_colab():
+        _results()  # mounts Drive (safe to repeat), where data= and weights= usually are
     site = Path(site) if site else None
     report = SetupReport(root, commit)
     with step(f"[1/5] GazeGaussian at {commit[:12]} in {root}") as say:
@@ -107,9 +109,15 @@ def _copy_data(report: SetupReport, data, val_data, local: Path, say) -> None:
     held_out = Path(val_data).expanduser() if val_data else Path(f"{src}_test")
     report.data = local / src.name
     say(copy_tree(src, report.data))
-    if val_data or held_out.is_dir():
-        report.val_data = local / held_out.name
+    if val_data or held_out.is_dir():  # named as the backend's default val_data: <data>_test
+        report.val_data = local / f"{src.name}_test"
         say(copy_tree(held_out, report.val_data))
+
+
+def _results() -> Path:
+    from ..notebook import results_folder
+
+    return results_folder()
 
 
 def _assets() -> list[str]:
