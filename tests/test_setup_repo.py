@@ -5,6 +5,7 @@ packages in place of the CUDA build (the one thing that needs a GPU)."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -37,6 +38,16 @@ def fork_clone(tmp_path_factory):
     dest = tmp_path_factory.mktemp("ref") / "GazeGaussian"
     subprocess.run(["git", "clone", "-q", str(BUNDLES["fork"]), str(dest)], check=True)
     return dest
+
+
+@pytest.fixture(scope="module")
+def standin_wheels(tmp_path_factory, fork_clone):
+    """The fork's packages as stand-in wheels, built once for the tests not about building."""
+    folder = tmp_path_factory.mktemp("wheels")
+    builder = StandinBuilder(folder / "src")
+    for package in packages_for(fork_clone):
+        builder(package, fork_clone, folder)
+    return folder
 
 
 # -- command lines (what would run on Colab) ---------------------------------------------------
@@ -137,11 +148,13 @@ def test_fresh_setup_then_a_new_runtime_installs_from_the_cache(tmp_path, fork_c
 
 
 @needs_bundles
-def test_check_repo_line_says_ready_or_what_is_missing(tmp_path, fork_clone):
+def test_check_repo_line_says_ready_or_what_is_missing(tmp_path, fork_clone, standin_wheels):
     drive = drive_folder(tmp_path, fork_clone)
-    kwargs = dict(dest=tmp_path / "GazeGaussian", data=drive / "ETH-XGaze",
-                  cache=drive / "gg_results/setup_cache", pypi=False, time_iters=0,
-                  builder=StandinBuilder(tmp_path / "s"), toolchain=CPU, site=tmp_path / "site")
+    cache = drive / "gg_results/setup_cache"
+    shutil.copytree(standin_wheels, cache / "wheels" / CPU.key(VARIANTS["fork"][1]))
+    kwargs = dict(dest=tmp_path / "GazeGaussian", data=drive / "ETH-XGaze", cache=cache,
+                  pypi=False, time_iters=0, builder=StandinBuilder(tmp_path / "s"),
+                  toolchain=CPU, site=tmp_path / "site")
     report = setup_repo(str(BUNDLES["fork"]), VARIANTS["fork"][1], **kwargs)
     # the fake Drive holds 3 subjects per split, the fork's split list many more
     assert not report.ready
@@ -149,6 +162,7 @@ def test_check_repo_line_says_ready_or_what_is_missing(tmp_path, fork_clone):
     drive_folder(tmp_path, fork_clone, subjects=None)
     report = setup_repo(str(BUNDLES["fork"]), VARIANTS["fork"][1], **kwargs)
     assert report.ready and report.summary.startswith("READY: fork checkout at ")
+    assert kwargs["builder"].built == []
 
 
 @needs_bundles
