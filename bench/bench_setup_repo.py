@@ -55,7 +55,8 @@ def main(argv: list[str] | None = None) -> int:
                           toolchain=CPU, site=vm / "site")
             shutil.copytree(drive / "gg_results/setup_cache", cache, dirs_exist_ok=True)
             begin = time.perf_counter()
-            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            quiet = io.StringIO()
+            with contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
                 report = setup_repo(str(BUNDLES["fork"]), VARIANTS["fork"][1], **kwargs)
             times[kind].append(time.perf_counter() - begin)
             assert report.ready and len(kwargs["builder"].built) == (3 if kind == "fresh" else 0)

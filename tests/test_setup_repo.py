@@ -34,7 +34,7 @@ COLAB = Toolchain("2.5.1", "12.1", "2.5.1+cu121", "312")
 @pytest.fixture(scope="module")
 def fork_clone(tmp_path_factory):
     if not BUNDLES["fork"].is_file():
-        pytest.skip(f"the GazeGaussian bundles are not in {THIRD_PARTY} (a clone without ../shared)")
+        pytest.skip(f"the GazeGaussian bundles are not in {THIRD_PARTY} (no ../shared here)")
     dest = tmp_path_factory.mktemp("ref") / "GazeGaussian"
     subprocess.run(["git", "clone", "-q", str(BUNDLES["fork"]), str(dest)], check=True)
     return dest

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from ..colab import is_colab
 from .clone import VARIANTS, ensure_clone, resolve
@@ -58,11 +59,12 @@ def setup_repo(variant: str = "fork", commit: str | None = None, *,
     """Clone, build, cache, copy and check; print each step; return the paths to train from.
 
     ``variant``: ``fork`` (kram254, DiT), ``upstream`` (ucwxb) or a git URL (then ``commit``
-    is required); ``commit`` defaults to the variant's pinned one. ``data`` / ``val_data``:
-    folders on Drive copied under ``local_data`` (default: ``data/`` next to ``dest``);
-    ``val_data`` (default: ``<data>_test`` when that exists) is copied to ``<local data>_test``. ``weights``: a file or .zip on
-    Drive placed in ``configs/config_models``. ``cache``: the Drive folder for wheels and
-    ``config_models.zip`` (default: ``setup_cache`` in the results folder, Drive on Colab).
+    is required); ``commit`` defaults to the variant's pinned one. ``data``: a folder on Drive
+    copied under ``local_data`` (default: ``data/`` next to ``dest``); ``val_data`` (default:
+    ``<data>_test`` when that exists) is copied next to it as ``<data name>_test``.
+    ``weights``: a file or .zip on Drive placed in ``configs/config_models``. ``cache``: the
+    Drive folder for wheels and ``config_models.zip`` (default: ``setup_cache`` in the results
+    folder, Drive on Colab).
     ``build_from_source``: build kaolin/pytorch3d when no wheel matches. ``pypi``: install
     the repo's missing PyPI packages. ``time_iters``: check-repo's timed iterations (0: none).
     For tests: ``builder`` replaces the CUDA build, ``toolchain`` the detected one, ``site``
@@ -80,16 +82,8 @@ def setup_repo(variant: str = "fork", commit: str | None = None, *,
     toolchain = toolchain or detect()
     wheels = cache / "wheels" / toolchain.key(commit)
     with step(f"[2-3/5] CUDA packages as wheels, cached in {wheels}") as say:
-        packages = packages_for(root)
         build = builder or default_builder(toolchain, from_source=build_from_source)
-        report.wheels, notes = ensure_wheels(packages, root, wheels, build, site)
-        for note in notes:
-            say(note)
-        if pypi:
-            say(install_missing(toolchain))
-        broken = failing_imports([p.module for p in packages], site)
-        say("; ".join(f"import {m} fails ({e})" for m, e in broken.items())
-            or f"{', '.join(p.module for p in packages)} import")
+        broken = _install(report, wheels, build, toolchain if pypi else None, site, say)
     with step("[4/5] data and model files to local disk") as say:
         _copy_data(report, data, val_data, Path(local_data) if local_data else root.parent / "data",
                    say)
@@ -102,7 +96,24 @@ def setup_repo(variant: str = "fork", commit: str | None = None, *,
     return report
 
 
-def _copy_data(report: SetupReport, data, val_data, local: Path, say) -> None:
+def _install(report: SetupReport, wheels: Path, build: Builder, pypi: Toolchain | None,
+             site: Path | None, say: Callable[[str], None]) -> dict[str, str]:
+    """Wheels from the cache or built, the PyPI packages; the modules that do not import."""
+    packages = packages_for(report.repo)
+    report.wheels, notes = ensure_wheels(packages, report.repo, wheels, build, site)
+    for note in notes:
+        say(note)
+    if pypi:
+        say(install_missing(pypi))
+    broken = failing_imports([p.module for p in packages], site)
+    say("; ".join(f"import {m} fails ({e})" for m, e in broken.items())
+        or f"{', '.join(p.module for p in packages)} import")
+    return broken
+
+
+def _copy_data(report: SetupReport, data: str | os.PathLike | None,
+               val_data: str | os.PathLike | None, local: Path,
+               say: Callable[[str], None]) -> None:
     if data is None:
         return
     src = Path(data).expanduser()

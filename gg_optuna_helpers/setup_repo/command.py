@@ -28,7 +28,8 @@ def add_parser(sub) -> None:
     p.add_argument("--no-pypi", action="store_true",
                    help="do not install the repo's missing PyPI packages")
     p.add_argument("--time-iters", type=int, default=3,
-                   help="check-repo's timed iterations per stage, 0 for none (default: %(default)s)")
+                   help="check-repo's timed iterations per stage, 0 for none "
+                        "(default: %(default)s)")
 
 
 def main(args: argparse.Namespace) -> int:

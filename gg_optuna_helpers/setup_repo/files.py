@@ -29,7 +29,8 @@ def copy_tree(src: Path, dst: Path) -> str:
     todo = [p for p in files if not _same_size(p, dst / p.relative_to(src))]
     size = sum(p.stat().st_size for p in todo)
     _check_space(dst, size)
-    with tqdm(total=size, unit="B", unit_scale=True, desc=f"copy {src.name}") as bar:
+    with tqdm(total=size, unit="B", unit_scale=True, desc=f"copy {src.name}",
+              disable=not todo) as bar:
         for path in todo:
             _copy_file(path, dst / path.relative_to(src), bar.update)
     return (f"{src} -> {dst}: {len(todo)} files copied ({size / 2**20:.1f} MiB), "
@@ -97,7 +98,8 @@ def fetch(url: str, archive: Path) -> None:
     archive.parent.mkdir(parents=True, exist_ok=True)
     partial = archive.with_name(archive.name + ".partial")
     try:
-        with urllib.request.urlopen(url, timeout=60) as src, open(partial, "wb") as out:  # noqa: S310
+        with urllib.request.urlopen(url, timeout=60) as src, \
+                open(partial, "wb") as out:  # noqa: S310 - the fixed URL above
             shutil.copyfileobj(src, out, _CHUNK)
     except OSError as e:
         raise ConfigError(f"Downloading {url} failed ({getattr(e, 'reason', e)}): download it "

@@ -68,14 +68,14 @@ def fetch_wheel(package: Package, toolchain: Toolchain, out: Path) -> Path | Non
     """Download the matching wheel from the package's page into ``out``; None when none fits."""
     url = page_url(package, toolchain)
     html = read(url)
-    name = pick(wheel_links(html, url), package.dist) if html is not None else None
+    links = wheel_links(html, url) if html is not None else {}
+    name = pick(links, package.dist)
     if name is None:
         return None
-    target = out / name
-    with urllib.request.urlopen(wheel_links(html, url)[name], timeout=600) as src, \
-            open(target, "wb") as dst:  # noqa: S310 - fixed hosts
+    with urllib.request.urlopen(links[name], timeout=600) as src, \
+            open(out / name, "wb") as dst:  # noqa: S310 - fixed hosts
         shutil.copyfileobj(src, dst)
-    return target
+    return out / name
 
 
 def no_wheel(package: Package, toolchain: Toolchain) -> str:

@@ -20,7 +20,7 @@ from .packages import Package
 from .toolchain import Toolchain
 
 Builder = Callable[[Package, Path, Path], Path]
-"""``builder(package, repo_root, out_dir) -> wheel``: makes one wheel of ``package`` in ``out_dir``."""
+"""``builder(package, repo_root, out_dir) -> wheel``: one wheel of ``package`` in ``out_dir``."""
 
 
 def build_command(source: str | os.PathLike, out: Path) -> list[str]:
@@ -48,7 +48,8 @@ def build_wheel(source: str | os.PathLike, out: Path, env: dict[str, str] | None
     """Run :func:`build_command` in a fresh folder and move its one wheel into ``out``."""
     with tempfile.TemporaryDirectory(prefix="gg_wheel_") as tmp:
         run(build_command(source, Path(tmp)), f"building a wheel of {source}",
-            "read the compiler error above in this line and fix the toolchain.", env=env)
+            f"`pip wheel --no-build-isolation --no-deps {source}` in a terminal shows the whole "
+            "log.", env=env)
         wheel = next(Path(tmp).glob("*.whl"))
         return Path(shutil.move(wheel, out / wheel.name))
 
