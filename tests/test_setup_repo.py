@@ -208,6 +208,16 @@ def test_copy_skips_same_size_files_and_recopies_changed_ones(tmp_path):
     assert (tmp_path / "local/sub/b.h5").read_bytes() == b"b" * 20
 
 
+def test_copy_to_a_too_small_disk_is_refused_before_copying(tmp_path, mount_tmpfs):
+    src = tmp_path / "drive/data"
+    src.mkdir(parents=True)
+    (src / "a.h5").write_bytes(b"a" * 200_000)
+    small = mount_tmpfs("64k")
+    with pytest.raises(ConfigError, match=r"Copying 195kB to .* needs more than the [\d.]+kB"):
+        copy_tree(src, small / "data")
+    assert not any((small / "data").iterdir())
+
+
 def test_model_archive_is_downloaded_once_then_reused(tmp_path):
     archive_src = tmp_path / "hf/config_models.zip"
     archive_src.parent.mkdir()

@@ -33,7 +33,7 @@ def copy_tree(src: Path, dst: Path) -> str:
               disable=not todo) as bar:
         for path in todo:
             _copy_file(path, dst / path.relative_to(src), bar.update)
-    return (f"{src} -> {dst}: {len(todo)} files copied ({size / 2**20:.1f} MiB), "
+    return (f"{src} -> {dst}: {len(todo)} files copied ({_size(size)}), "
             f"{len(files) - len(todo)} already there")
 
 
@@ -115,12 +115,16 @@ def _same_size(src: Path, dest: Path) -> bool:
     return _has(dest, src.stat().st_size)
 
 
+def _size(n: int) -> str:
+    return tqdm.format_sizeof(n, "B", 1024)
+
+
 def _check_space(dst: Path, size: int) -> None:
     dst.mkdir(parents=True, exist_ok=True)
     free = shutil.disk_usage(dst).free
     if size > free:
-        raise ConfigError(f"Copying {size / 2**30:.1f} GiB to {dst} needs more than the "
-                          f"{free / 2**30:.1f} GiB free there: copy fewer subjects or free space.")
+        raise ConfigError(f"Copying {_size(size)} to {dst} needs more than the {_size(free)} "
+                          "free there: copy fewer subjects or free space.")
 
 
 def _copy_file(src: Path, dest: Path, progress: Callable[[int], object]) -> None:
