@@ -75,7 +75,7 @@ def test_wheel_pages_and_cache_key_follow_torch_cuda_python():
 
 
 def test_bad_input_is_one_sentence(tmp_path):
-    with pytest.raises(ConfigError, match="variant must be 'fork', 'upstream' or a git URL"):
+    with pytest.raises(ConfigError, match="The variant must be 'fork', 'upstream' or a git URL"):
         setup_repo("forked", dest=tmp_path / "g", cache=tmp_path)
     with pytest.raises(ConfigError, match="needs a pinned commit"):
         setup_repo("https://example.org/x.git", dest=tmp_path / "g", cache=tmp_path)

@@ -23,11 +23,11 @@ def resolve(variant: str, commit: str | None) -> tuple[str, str]:
         url, pinned = VARIANTS[variant]
         return url, commit or pinned
     if "/" not in variant and not variant.endswith((".git", ".bundle")):
-        raise ConfigError(f"variant must be 'fork', 'upstream' or a git URL, but got "
+        raise ConfigError(f"The variant must be 'fork', 'upstream' or a git URL, but got "
                           f"{variant!r}.")
     if not commit:
-        raise ConfigError(f"A git URL needs a pinned commit: pass commit= (the 40-hex id to "
-                          f"check out of {variant}).")
+        raise ConfigError(f"A git URL needs a pinned commit: pass commit= (--commit), the "
+                          f"commit of {variant} to check out.")
     return variant, commit
 
 
@@ -52,19 +52,21 @@ def ensure_clone(url: str, commit: str, dest: Path) -> str:
     return f"cloned {url} at {commit[:12]} into {dest}"
 
 
+MOVE_AWAY = "move the folder away or pass another dest= (--dest)."
+
+
 def _reuse(dest: Path, commit: str) -> str:
     if not (dest / ".git").exists():
-        raise ConfigError(f"{dest} exists and is not a git clone: move it away or pass another "
-                          "dest=.")
+        raise ConfigError(f"{dest} exists and is not a git clone: {MOVE_AWAY}")
     head = run(["git", "-C", str(dest), "rev-parse", "HEAD"], f"reading the commit of {dest}",
-               "move the folder away or pass another dest=.").strip()
+               MOVE_AWAY).strip()
     if not head.startswith(commit.lower()):
-        raise ConfigError(f"{dest} is a clone at commit {head[:12]}, not {commit[:12]}: move it "
-                          "away, pass another dest=, or pass its commit.")
+        raise ConfigError(f"{dest} is a clone at commit {head[:12]}, not {commit[:12]}: pass "
+                          f"commit={head[:12]} to use it as it is, or {MOVE_AWAY}")
     changed = run(["git", "-C", str(dest), "status", "--porcelain", "--untracked-files=no"],
-                  f"git status in {dest}", "move the folder away or pass another dest=.")
+                  f"git status in {dest}", MOVE_AWAY)
     if changed.strip():
         first = changed.splitlines()[0][3:]
-        raise ConfigError(f"{dest} has local changes ({first} and maybe more): commit or revert "
-                          "them (git -C DEST checkout .), or pass another dest=.")
+        raise ConfigError(f"{dest} has local changes ({first} and maybe more): revert them "
+                          f"(git -C {dest} checkout .) or {MOVE_AWAY}")
     return f"reusing {dest} at {head[:12]}"
