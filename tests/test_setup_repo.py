@@ -18,9 +18,10 @@ from gg_optuna_helpers.setup_repo import VARIANTS, Toolchain, build_wheel, setup
 from gg_optuna_helpers.setup_repo.files import copy_tree, fetch, place_model_files, place_weights
 from gg_optuna_helpers.setup_repo.imports import pip_install_command
 from gg_optuna_helpers.setup_repo.index import fetch_wheel, no_wheel, page_url
-from gg_optuna_helpers.setup_repo.packages import KAOLIN, PYTORCH3D, Package, packages_for
+from gg_optuna_helpers.setup_repo.packages import (KAOLIN, PYTORCH3D, SIMPLE_KNN, Package,
+                                                   packages_for)
 from gg_optuna_helpers.setup_repo.wheels import (build_command, build_env, default_builder,
-                                                 install_command)
+                                                 ensure_wheels, install_command, store)
 
 from setup_standins import (BUNDLES, CPU, THIRD_PARTY, StandinBuilder, drive_folder,
                             standin)
@@ -58,7 +59,8 @@ def test_build_and_install_command_lines_never_touch_torch(tmp_path):
                          "--wheel-dir", str(tmp_path / "out"),
                          str(tmp_path / "submodules/simple-knn")]
     install = install_command([tmp_path / "a.whl"])
-    assert install[1:] == ["-m", "pip", "install", "--no-deps", "--quiet", str(tmp_path / "a.whl")]
+    assert install[1:] == ["-m", "pip", "install", "--no-deps", "--force-reinstall", "--quiet",
+                           str(tmp_path / "a.whl")]
     assert "--target" in install_command([tmp_path / "a.whl"], tmp_path / "site")
     pinned = pip_install_command(["lpips"], tmp_path / "pin.txt")
     assert pinned[-3:] == ["--constraint", str(tmp_path / "pin.txt"), "lpips"]
@@ -192,6 +194,22 @@ def test_upstream_also_needs_pytorch3d_the_fork_does_not(tmp_path, fork_clone):
     subprocess.run(["git", "clone", "-q", str(BUNDLES["upstream"]), str(dest)], check=True)
     assert [p.dist for p in packages_for(dest)][-1] == "pytorch3d"
     assert "pytorch3d" not in [p.dist for p in packages_for(fork_clone)]
+
+
+def test_a_different_wheel_of_the_same_version_is_installed_over_the_old_one(tmp_path):
+    cache, site = tmp_path / "cache", tmp_path / "site"
+    store(build_wheel(standin(tmp_path / "a", "simple_knn._C"), tmp_path), cache)
+    builder = StandinBuilder(tmp_path / "never")
+    assert ensure_wheels([SIMPLE_KNN], tmp_path, cache, builder, site)[1] == [
+        "simple_knn 0.0.0: cached, installed"]
+    assert ensure_wheels([SIMPLE_KNN], tmp_path, cache, builder, site)[1] == [
+        "simple_knn 0.0.0: cached, already installed"]
+    other = standin(tmp_path / "b", "simple_knn._C")
+    (other / "simple_knn/_C.py").write_text("OTHER_BUILD = True\n")
+    store(build_wheel(other, tmp_path / "b"), cache)
+    assert ensure_wheels([SIMPLE_KNN], tmp_path, cache, builder, site)[1] == [
+        "simple_knn 0.0.0: cached, installed"]
+    assert "OTHER_BUILD" in (site / "simple_knn/_C.py").read_text() and builder.built == []
 
 
 # -- copies and model files ------------------------------------------------------------------

@@ -3,7 +3,9 @@ wheels on Drive, install them without dependencies (the installed torch is never
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
+import json
 import os
 import shutil
 import sys
@@ -30,9 +32,11 @@ def build_command(source: str | os.PathLike, out: Path) -> list[str]:
 
 
 def install_command(wheels: list[Path], target: Path | None = None) -> list[str]:
-    """``pip install --no-deps`` of wheel files (into ``target`` instead of site-packages)."""
+    """``pip install --no-deps`` of wheel files (into ``target`` instead of site-packages);
+    forced, as another build of the same version must replace the installed one."""
     where = ["--target", str(target), "--upgrade"] if target else []
-    return [sys.executable, "-m", "pip", "install", "--no-deps", "--quiet", *where,
+    return [sys.executable, "-m", "pip", "install", "--no-deps", "--force-reinstall", "--quiet",
+            *where,
             *map(str, wheels)]
 
 
@@ -92,18 +96,30 @@ def store(wheel: Path, cache: Path) -> Path:
     return cache / wheel.name
 
 
-def installed_version(dist: str, target: Path | None = None) -> str | None:
-    """The version of ``dist`` installed in ``target`` (or this interpreter), else None."""
-    found = importlib.metadata.distributions(
-        **({"path": [str(target)]} if target else {}))
-    return next((str(d.version) for d in found
-                 if canonicalize_name(d.metadata["Name"] or "") == canonicalize_name(dist)), None)
+def installed_hash(dist: str, target: Path | None = None) -> str | None:
+    """The sha256 of the wheel file ``dist`` was installed from (pip records it in
+    ``direct_url.json``), in ``target`` or this interpreter; None when not installed so."""
+    found = importlib.metadata.distributions(**({"path": [str(target)]} if target else {}))
+    for d in found:
+        if canonicalize_name(d.metadata["Name"] or "") == canonicalize_name(dist):
+            record = json.loads(d.read_text("direct_url.json") or "{}")
+            return record.get("archive_info", {}).get("hashes", {}).get("sha256")
+    return None
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def ensure_wheels(packages: list[Package], root: Path, cache: Path, builder: Builder,
                   target: Path | None = None) -> tuple[list[Path], list[str]]:
-    """Take each package's wheel from the cache, building it first on a miss; install those
-    not installed yet in one ``pip`` call. (wheels, one line per package)."""
+    """Take each package's wheel from the cache, building it first on a miss; install in one
+    ``pip`` call those not installed from that very file (by hash: versions say nothing, the
+    CUDA submodules are all 0.0.0). (wheels, one line per package)."""
     wheels, notes, todo = [], [], []
     for package in packages:
         wheel = cached_wheel(cache, package)
@@ -113,7 +129,7 @@ def ensure_wheels(packages: list[Package], root: Path, cache: Path, builder: Bui
                 wheel = store(builder(package, root, Path(tmp)), cache)
             how = "built"
         version = str(parse_wheel_filename(wheel.name)[1])
-        done = installed_version(package.dist, target) == version
+        done = installed_hash(package.dist, target) == sha256(wheel)
         notes.append(f"{package.dist} {version}: {how}, "
                      f"{'already installed' if done else 'installed'}")
         wheels.append(wheel)
