@@ -36,8 +36,7 @@ def install_command(wheels: list[Path], target: Path | None = None) -> list[str]
     forced, as another build of the same version must replace the installed one."""
     where = ["--target", str(target), "--upgrade"] if target else []
     return [sys.executable, "-m", "pip", "install", "--no-deps", "--force-reinstall", "--quiet",
-            *where,
-            *map(str, wheels)]
+            *where, *map(str, wheels)]
 
 
 def build_env(gpu_capability: tuple[int, int] | None) -> dict[str, str]:
