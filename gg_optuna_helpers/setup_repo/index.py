@@ -35,10 +35,11 @@ def read(url: str) -> str | None:
             return None
         raise ConfigError(f"Reading {url} failed (HTTP {e.code}): try again later.") from None
     except (urllib.error.URLError, OSError) as e:
-        if isinstance(e, FileNotFoundError) or "No such file" in str(e):
+        reason = getattr(e, "reason", e)
+        if isinstance(reason, FileNotFoundError):  # a file:// page that is not there
             return None
-        raise ConfigError(f"Could not reach {url} ({getattr(e, 'reason', e)}): check the "
-                          "runtime's internet connection.") from None
+        raise ConfigError(f"Could not reach {url} ({reason}): check the runtime's internet "
+                          "connection.") from None
 
 
 def wheel_links(html: str, base: str) -> dict[str, str]:
