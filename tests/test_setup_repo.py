@@ -94,8 +94,10 @@ def test_index_page_picks_an_installable_wheel_or_says_what_it_found(tmp_path):
     page = tmp_path / "torch-2.13.0_cucpu.html"
     page.write_text(f'<a href="{wheel.name}">{wheel.name}</a>\n'
                     '<a href="kaolin-0.18.0-cp39-cp39-win_amd64.whl">old</a>\n')
+    listing = tmp_path / "bucket.xml"
+    listing.write_text("<Key>torch-2.4.0_cu121.html</Key><Key>torch-2.5.1_cu124.html</Key>")
     package = Package("kaolin", "kaolin", page=f"file://{tmp_path}/torch-{{torch}}_cu{{cu}}.html",
-                      from_source="git+https://example.org/kaolin.git")
+                      listing=listing.as_uri(), from_source="git+https://example.org/kaolin.git")
     out = tmp_path / "out"
     out.mkdir()
     assert fetch_wheel(package, CPU, out) == out / wheel.name
@@ -106,6 +108,10 @@ def test_index_page_picks_an_installable_wheel_or_says_what_it_found(tmp_path):
     message = no_wheel(package, CPU)
     assert message.startswith("No kaolin wheel matches torch 2.13.0, CUDA None")
     assert "there is no page" in message and "--build-from-source" in message
+    assert "(published: torch-2.4.0_cu121, torch-2.5.1_cu124)" in message
+    offline = Package("kaolin", "kaolin", page="http://127.0.0.1:9/torch-{torch}.html")
+    with pytest.raises(ConfigError, match="Could not reach .*: check the runtime's internet"):
+        fetch_wheel(offline, CPU, out)
 
 
 # -- the whole setup -------------------------------------------------------------------------
