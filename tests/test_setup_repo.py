@@ -139,6 +139,7 @@ def test_fresh_setup_then_a_new_runtime_installs_from_the_cache(tmp_path, fork_c
                                        "val_data": str(first.val_data)}
     out = capsys.readouterr().out
     assert "simple_knn._C, kaolin import" in out and out.count(": built, installed") == 3
+    assert out.count("not in the cache, building it") == 3
 
     # a disconnect: a new VM (new local disk and site-packages), the same Drive
     kwargs.update(dest=tmp_path / "vm2/GazeGaussian", site=tmp_path / "vm2/site")
@@ -205,16 +206,16 @@ def test_upstream_also_needs_pytorch3d_the_fork_does_not(tmp_path, fork_clone):
 def test_a_different_wheel_of_the_same_version_is_installed_over_the_old_one(tmp_path):
     cache, site = tmp_path / "cache", tmp_path / "site"
     store(build_wheel(standin(tmp_path / "a", "simple_knn._C"), tmp_path), cache)
-    builder = StandinBuilder(tmp_path / "never")
-    assert ensure_wheels([SIMPLE_KNN], tmp_path, cache, builder, site)[1] == [
-        "simple_knn 0.0.0: cached, installed"]
-    assert ensure_wheels([SIMPLE_KNN], tmp_path, cache, builder, site)[1] == [
-        "simple_knn 0.0.0: cached, already installed"]
+    builder, said = StandinBuilder(tmp_path / "never"), []
+    ensure_wheels([SIMPLE_KNN], tmp_path, cache, builder, site, said.append)
+    ensure_wheels([SIMPLE_KNN], tmp_path, cache, builder, site, said.append)
+    assert said == ["simple_knn 0.0.0: cached, installed",
+                    "simple_knn 0.0.0: cached, already installed"]
     other = standin(tmp_path / "b", "simple_knn._C")
     (other / "simple_knn/_C.py").write_text("OTHER_BUILD = True\n")
     store(build_wheel(other, tmp_path / "b"), cache)
-    assert ensure_wheels([SIMPLE_KNN], tmp_path, cache, builder, site)[1] == [
-        "simple_knn 0.0.0: cached, installed"]
+    ensure_wheels([SIMPLE_KNN], tmp_path, cache, builder, site, said.append)
+    assert said[-1] == "simple_knn 0.0.0: cached, installed"
     assert "OTHER_BUILD" in (site / "simple_knn/_C.py").read_text() and builder.built == []
 
 

@@ -100,9 +100,7 @@ def _install(report: SetupReport, wheels: Path, build: Builder, pypi: Toolchain 
              site: Path | None, say: Callable[[str], None]) -> dict[str, str]:
     """Wheels from the cache or built, the PyPI packages; the modules that do not import."""
     packages = packages_for(report.repo)
-    report.wheels, notes = ensure_wheels(packages, report.repo, wheels, build, site)
-    for note in notes:
-        say(note)
+    report.wheels = ensure_wheels(packages, report.repo, wheels, build, site, say)
     if pypi:
         say(install_missing(pypi))
     broken = failing_imports([p.module for p in packages], site)

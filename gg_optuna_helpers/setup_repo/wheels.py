@@ -115,25 +115,25 @@ def sha256(path: Path) -> str:
 
 
 def ensure_wheels(packages: list[Package], root: Path, cache: Path, builder: Builder,
-                  target: Path | None = None) -> tuple[list[Path], list[str]]:
+                  target: Path | None = None, say: Callable[[str], None] = print) -> list[Path]:
     """Take each package's wheel from the cache, building it first on a miss; install in one
     ``pip`` call those not installed from that very file (by hash: versions say nothing, the
-    CUDA submodules are all 0.0.0). (wheels, one line per package)."""
-    wheels, notes, todo = [], [], []
+    CUDA submodules are all 0.0.0). ``say`` gets one line per package as it goes."""
+    wheels, todo = [], []
     for package in packages:
         wheel = cached_wheel(cache, package)
         how = "cached"
         if wheel is None:
+            say(f"{package.dist}: not in the cache, building it (CUDA code: minutes) ...")
             with tempfile.TemporaryDirectory(prefix="gg_build_") as tmp:
                 wheel = store(builder(package, root, Path(tmp)), cache)
             how = "built"
         version = str(parse_wheel_filename(wheel.name)[1])
         done = installed_hash(package.dist, target) == sha256(wheel)
-        notes.append(f"{package.dist} {version}: {how}, "
-                     f"{'already installed' if done else 'installed'}")
+        say(f"{package.dist} {version}: {how}, {'already installed' if done else 'installed'}")
         wheels.append(wheel)
         todo += [] if done else [wheel]
     if todo:
         run(install_command(todo, target), f"installing {', '.join(w.name for w in todo)}",
             f"delete the wheels in {cache} so that the next run rebuilds them.")
-    return wheels, notes
+    return wheels
