@@ -16,7 +16,7 @@ from gg_optuna_helpers.backends.gazegaussian.check import ASSETS
 from gg_optuna_helpers.errors import ConfigError
 from gg_optuna_helpers.setup_repo import VARIANTS, Toolchain, build_wheel, setup_repo
 from gg_optuna_helpers.setup_repo.files import copy_tree, fetch, place_model_files, place_weights
-from gg_optuna_helpers.setup_repo.imports import pip_install_command
+from gg_optuna_helpers.setup_repo.imports import failing_imports, pip_install_command
 from gg_optuna_helpers.setup_repo.index import fetch_wheel, no_wheel, page_url
 from gg_optuna_helpers.setup_repo.packages import (KAOLIN, PYTORCH3D, SIMPLE_KNN, Package,
                                                    packages_for)
@@ -85,6 +85,12 @@ def test_bad_input_is_one_sentence(tmp_path):
         default_builder(CPU)
     with pytest.raises(ConfigError, match="There is no folder"):
         copy_tree(tmp_path / "nope", tmp_path / "dst")
+
+
+def test_imports_are_checked_in_a_fresh_interpreter_with_the_install_folder(tmp_path):
+    site = standin(tmp_path / "src", "simple_knn._C")
+    broken = failing_imports(["json", "simple_knn._C", "no_such_module"], site)
+    assert broken == {"no_such_module": "ModuleNotFoundError: No module named 'no_such_module'"}
 
 
 # -- wheel index pages (file:// stands in for the network) -----------------------------------
