@@ -30,8 +30,8 @@ print(json.dumps(bad))"""
 
 def failing_imports(modules: list[str], target: Path | None = None) -> dict[str, str]:
     """Module -> error, for each of ``modules`` that does not import in a fresh interpreter."""
-    path = [str(target)] if target else []
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(path + [os.environ.get("PYTHONPATH", "")]))
+    path = [str(target) if target else "", os.environ.get("PYTHONPATH", "")]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, path)))
     done = subprocess.run([sys.executable, "-c", _PROBE, *modules], capture_output=True,
                           text=True, env=env, check=False)
     return json.loads(done.stdout or "{}") or ({} if done.returncode == 0 else
