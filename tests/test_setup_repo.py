@@ -144,8 +144,10 @@ def test_fresh_setup_then_a_new_runtime_installs_from_the_cache(tmp_path, fork_c
     assert first.backend_options() == {"repo": str(first.repo), "data": str(first.data),
                                        "val_data": str(first.val_data)}
     out = capsys.readouterr().out
-    assert "simple_knn._C, kaolin import" in out and out.count(": built, installed") == 3
-    assert out.count("not in the cache, building it") == 3
+    assert "simple_knn._C, kaolin import" in out and out.count(": built, installed") == 2
+    assert "kaolin 0.0.0: fetched, installed" in out
+    assert out.count("not in the cache, compiling it") == 2
+    assert "kaolin: not in the cache, fetching it" in out
 
     # a disconnect: a new VM (new local disk and site-packages), the same Drive
     kwargs.update(dest=tmp_path / "vm2/GazeGaussian", site=tmp_path / "vm2/site")
@@ -174,6 +176,7 @@ def test_check_repo_line_says_ready_or_what_is_missing(tmp_path, fork_clone, sta
     # the fake Drive holds 3 subjects per split, the fork's split list many more
     assert not report.ready
     assert report.summary.startswith("NOT READY: ") and "files are missing from" in report.summary
+    assert report.summary.endswith(f"check-repo {report.repo} --data {report.data} lists them)")
     drive_folder(tmp_path, fork_clone, subjects=None)
     report = setup_repo(str(BUNDLES["fork"]), VARIANTS["fork"][1], **kwargs)
     assert report.ready and report.summary.startswith("READY: fork checkout at ")

@@ -144,7 +144,9 @@ def _check(report: SetupReport, time_iters: int, broken: dict[str, str]) -> tupl
     problems = [f"import {m} fails ({e})" for m, e in broken.items()]
     problems += [f.text for f in checked.findings if f.status == "problem"]
     if problems:
-        more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
+        data = f" --data {report.data}" if report.data else ""
+        more = (f" (+{len(problems) - 1} more: python -m gg_optuna_helpers check-repo "
+                f"{report.repo}{data} lists them)") if len(problems) > 1 else ""
         return False, f"NOT READY: {problems[0]}{more}"
     eta = "; ".join(f.text for f in checked.findings if f.topic == "estimate")
     return True, f"READY: {checked.variant} checkout at {report.repo}" + (f"; {eta}" if eta else "")

@@ -124,10 +124,11 @@ def ensure_wheels(packages: list[Package], root: Path, cache: Path, builder: Bui
         wheel = cached_wheel(cache, package)
         how = "cached"
         if wheel is None:
-            say(f"{package.dist}: not in the cache, building it (CUDA code: minutes) ...")
+            say(f"{package.dist}: not in the cache, " + ("compiling it (minutes) ..."
+                                                         if package.source else "fetching it ..."))
             with tempfile.TemporaryDirectory(prefix="gg_build_") as tmp:
                 wheel = store(builder(package, root, Path(tmp)), cache)
-            how = "built"
+            how = "built" if package.source else "fetched"
         version = str(parse_wheel_filename(wheel.name)[1])
         done = installed_hash(package.dist, target) == sha256(wheel)
         say(f"{package.dist} {version}: {how}, {'already installed' if done else 'installed'}")
