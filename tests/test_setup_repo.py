@@ -156,12 +156,12 @@ def test_fresh_setup_then_a_new_runtime_installs_from_the_cache(tmp_path, fork_c
     out = capsys.readouterr().out
     assert out.count(": cached, installed") == 3 and "kaolin import" in out
     assert "config_models.zip from the cache" in out
-    # the same VM again: nothing to do
-    again = setup_repo(str(BUNDLES["fork"]), commit, **kwargs)
+    # the same VM again, the commit given short: nothing to do
+    again = setup_repo(str(BUNDLES["fork"]), commit[:7], **kwargs)
     out = capsys.readouterr().out
     assert out.count("already installed") == 3 and "reusing" in out
     assert "0 files copied" in out and "model files already in place" in out
-    assert second.summary == again.summary
+    assert second.summary == again.summary and again.commit == commit
 
 
 @needs_bundles

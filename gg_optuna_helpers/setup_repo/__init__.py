@@ -76,9 +76,10 @@ def setup_repo(variant: str = "fork", commit: str | None = None, *,
     if is_colab():
         _results()  # mounts Drive (safe to repeat), where data= and weights= usually are
     site = Path(site) if site else None
-    report = SetupReport(root, commit)
     with step(f"[1/5] GazeGaussian at {commit[:12]} in {root}") as say:
-        say(ensure_clone(url, commit, root))
+        note, commit = ensure_clone(url, commit, root)  # the full id, also for a short one
+        say(note)
+    report = SetupReport(root, commit)
     toolchain = toolchain or detect()
     wheels = cache / "wheels" / toolchain.key(commit)
     with step(f"[2-3/5] CUDA packages as wheels, cached in {wheels}") as say:

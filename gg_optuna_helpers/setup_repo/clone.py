@@ -16,6 +16,8 @@ VARIANTS = {  # variant -> (git URL, pinned commit)
                  "bb8fac920bc937016216b0223b3663967f099b78"),
 }
 
+MOVE_AWAY = "move the folder away or pass another dest= (--dest)."
+
 
 def resolve(variant: str, commit: str | None) -> tuple[str, str]:
     """(git URL, commit) for ``fork``, ``upstream`` or a git URL/path (which needs a commit)."""
@@ -31,11 +33,12 @@ def resolve(variant: str, commit: str | None) -> tuple[str, str]:
     return variant, commit
 
 
-def ensure_clone(url: str, commit: str, dest: Path) -> str:
+def ensure_clone(url: str, commit: str, dest: Path) -> tuple[str, str]:
     """Clone ``url`` at ``commit`` (with submodules) into ``dest``, or reuse the clone there.
 
     A folder at ``dest`` that is not a clean clone at ``commit`` is refused, never deleted.
     The clone is made next to ``dest`` and renamed, so an interrupted one leaves nothing behind.
+    Returns (what was done, the full commit id).
     """
     if dest.exists():
         return _reuse(dest, commit)
@@ -49,17 +52,18 @@ def ensure_clone(url: str, commit: str, dest: Path) -> str:
     run(["git", "-C", str(partial), "submodule", "update", "--quiet", "--init", "--recursive"],
         "git submodule update", fix)
     os.replace(partial, dest)
-    return f"cloned {url} at {commit[:12]} into {dest}"
+    return f"cloned {url} at {commit[:12]} into {dest}", _head(dest)
 
 
-MOVE_AWAY = "move the folder away or pass another dest= (--dest)."
+def _head(dest: Path) -> str:
+    return run(["git", "-C", str(dest), "rev-parse", "HEAD"], f"reading the commit of {dest}",
+               MOVE_AWAY).strip()
 
 
-def _reuse(dest: Path, commit: str) -> str:
+def _reuse(dest: Path, commit: str) -> tuple[str, str]:
     if not (dest / ".git").exists():
         raise ConfigError(f"{dest} exists and is not a git clone: {MOVE_AWAY}")
-    head = run(["git", "-C", str(dest), "rev-parse", "HEAD"], f"reading the commit of {dest}",
-               MOVE_AWAY).strip()
+    head = _head(dest)
     if not head.startswith(commit.lower()):
         raise ConfigError(f"{dest} is a clone at commit {head[:12]}, not {commit[:12]}: pass "
                           f"commit={head[:12]} to use it as it is, or {MOVE_AWAY}")
@@ -69,4 +73,4 @@ def _reuse(dest: Path, commit: str) -> str:
         first = changed.splitlines()[0][3:]
         raise ConfigError(f"{dest} has local changes ({first} and maybe more): revert them "
                           f"(git -C {dest} checkout .) or {MOVE_AWAY}")
-    return f"reusing {dest} at {head[:12]}"
+    return f"reusing {dest} at {head[:12]}", head
