@@ -3,6 +3,7 @@ check, in a fresh interpreter, that every module imports."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -45,8 +46,10 @@ def pip_install_command(packages: list[str], constraints: Path) -> list[str]:
 
 
 def install_missing(toolchain: Toolchain) -> str:
-    """Install the repo's PyPI packages that do not import yet; what was done."""
-    missing = sorted(PYPI[m] for m in failing_imports(list(PYPI)))
+    """Install the repo's PyPI packages that are not there yet; what was done."""
+    importlib.invalidate_caches()
+    missing = sorted(package for module, package in PYPI.items()
+                     if importlib.util.find_spec(module) is None)
     if not missing:
         return "the repo's PyPI packages are all there"
     with tempfile.TemporaryDirectory(prefix="gg_pin_") as tmp:
