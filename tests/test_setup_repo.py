@@ -123,6 +123,7 @@ def test_index_page_picks_an_installable_wheel_or_says_what_it_found(tmp_path):
 # -- the whole setup -------------------------------------------------------------------------
 
 @needs_bundles
+@pytest.mark.slow
 def test_fresh_setup_then_a_new_runtime_installs_from_the_cache(tmp_path, fork_clone, capsys):
     drive = drive_folder(tmp_path, fork_clone)
     commit = VARIANTS["fork"][1]
@@ -165,6 +166,7 @@ def test_fresh_setup_then_a_new_runtime_installs_from_the_cache(tmp_path, fork_c
 
 
 @needs_bundles
+@pytest.mark.slow
 def test_check_repo_line_says_ready_or_what_is_missing(tmp_path, fork_clone, standin_wheels):
     drive = drive_folder(tmp_path, fork_clone)
     cache = drive / "gg_results/setup_cache"
