@@ -1,4 +1,4 @@
-"""``python -m gg_optuna_helpers run|status|report|dashboard|check-repo|demo``.
+"""``python -m gg_optuna_helpers run|status|report|dashboard|check-repo|setup-repo|demo``.
 
 Bad input exits 2 with one line on stderr; everything else is on stdout.
 """
@@ -15,6 +15,7 @@ from .errors import ConfigError
 from .study import log_to_stdout
 from .presets import PRUNERS, SAMPLERS
 from .spaces import parse_edit
+from .setup_repo import command as setup_repo_command
 
 DESCRIPTION = """Optuna hyperparameter search for the GazeGaussian pipeline.
 Typical session: `run --stage meshhead`, then `run --stage gazegaussian` (it picks up the best
@@ -129,6 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--time-iters", type=int, default=3,
                        help="iterations of each stage to time (0: no timing run) "
                             "(default: %(default)s)")
+    setup_repo_command.add_parser(sub)
 
     demo = sub.add_parser("demo", help="both studies and the report on the mini backend")
     demo.add_argument("--results-dir", default="gg_results", help="(default: %(default)s)")
@@ -234,7 +236,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"run": cmd_run, "status": cmd_status, "report": cmd_report,
-            "dashboard": cmd_dashboard, "check-repo": cmd_check_repo, "demo": cmd_demo}
+            "dashboard": cmd_dashboard, "check-repo": cmd_check_repo, "demo": cmd_demo,
+            "setup-repo": setup_repo_command.main}
 
 
 def main(argv: list[str] | None = None) -> int:
