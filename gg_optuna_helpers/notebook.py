@@ -55,15 +55,20 @@ def notebook_config(stage: str, *, results: str | os.PathLike, backend: str = "m
             backend, "meshhead", quick_test=quick_test)).resolved()
 
 
-def check_backend(repo: str, data: str = "") -> None:
-    """The real backend's set-up check: the checkout at ``repo`` and its data (``check-repo``)."""
-    from .backends.gazegaussian.check import check_repo
+def setup_backend(backend: str, *, variant: str, commit: str = "", repo: str,
+                  data: str = "", weights: str = "") -> tuple[str, str]:
+    """The real backend's set-up (``setup_repo``: clone, build or reuse the cached wheels, copy
+    data and weights to local disk, check-repo); returns the (checkout, data) to train from.
+    Nothing happens for ``mini``."""
+    if backend != "gazegaussian":
+        return repo, data
+    from .setup_repo import setup_repo
 
-    report = check_repo(repo, data or None)
-    print("\n".join(report.lines()))
-    if not report.ok:
-        raise ConfigError(f"The GazeGaussian checkout at {repo!r} is not ready for a study: fix "
-                          "the problems listed above and run this cell again.")
+    report = setup_repo(variant, commit or None, dest=repo, data=data or None,
+                        weights=weights or None)
+    if not report.ready:
+        raise ConfigError(report.summary)
+    return str(report.repo), str(report.data or data)
 
 
 def start_dashboard(storage: str | os.PathLike, *, artifacts: str | os.PathLike | None = None,

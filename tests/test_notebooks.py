@@ -85,20 +85,22 @@ def test_the_forms_offer_the_tunnel_the_meshhead_study_and_the_study_name():
     assert 'STUDY_NAME = ""' in forms[NAMES[3]] and 'RESULTS_DIR = ""' in forms[NAMES[3]]
     for path in NOTEBOOKS[1:3]:
         cells = nbformat.read(path, as_version=4).cells
-        [at] = [i for i, c in enumerate(cells) if "check_backend(" in c.source]
-        assert 'if BACKEND == "gazegaussian":' in cells[at].source  # the form guards it
+        [at] = [i for i, c in enumerate(cells) if "setup_backend(" in c.source]
+        assert "setup_backend(BACKEND," in cells[at].source  # a no-op unless gazegaussian
         assert cells[at - 1].source.startswith("## 4. Set up the real backend")
         settings = next(c.source for c in cells if c.source.startswith("## 2. Settings"))
         assert all(f"`{p}`" in settings for p in ("asha", "patient", "hyperband", "median"))
 
 
-def test_the_real_backend_check_says_what_is_missing_in_one_sentence(tmp_path, capsys):
+def test_the_real_backend_setup_cell_is_a_no_op_on_mini_and_refuses_in_one_sentence(tmp_path):
     from gg_optuna_helpers import ConfigError
-    from gg_optuna_helpers.notebook import check_backend
+    from gg_optuna_helpers.notebook import setup_backend
 
-    with pytest.raises(ConfigError, match="is not ready for a study: fix the problems listed"):
-        check_backend(str(tmp_path / "GazeGaussian"))
-    assert "PROBLEM checkout:" in capsys.readouterr().out
+    assert setup_backend("mini", variant="fork", repo="/r", data="/d") == ("/r", "/d")
+    assert not (tmp_path / "GazeGaussian").exists()
+    with pytest.raises(ConfigError) as refused:
+        setup_backend("gazegaussian", variant="not-a-variant", repo=str(tmp_path / "GazeGaussian"))
+    assert "\n" not in str(refused.value) and "not-a-variant" in str(refused.value)
 
 
 def test_the_library_reads_no_environment_overrides_of_a_form(tmp_path, monkeypatch):
