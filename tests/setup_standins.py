@@ -4,6 +4,7 @@ fake Drive folder holding data files under the checkout's names and ``config_mod
 
 from __future__ import annotations
 
+import shutil
 import zipfile
 from pathlib import Path
 
@@ -31,9 +32,24 @@ def standin(folder: Path, module: str, version: str = "0.0.0") -> Path:
     return src
 
 
+HARNESS_STANDINS = ROOT / "tests" / "real_repo" / "standins"  # the real-repo tests' CPU code
+
+
+def harness_standin(folder: Path, dist: str) -> Path:
+    """The source folder of a package made of the real-repo harness's CPU stand-in ``dist``
+    (the pure-torch rasterizer, simple-knn, kaolin or pytorch3d)."""
+    src = folder / f"harness_{dist}"
+    shutil.copytree(HARNESS_STANDINS / dist, src / dist, dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    (src / "setup.py").write_text("from setuptools import setup, find_packages\n"
+                                  f"setup(name={dist!r}, version='0.0.0', packages=find_packages())\n")
+    return src
+
+
 class StandinBuilder:
-    """A ``builder=`` for setup_repo: builds each package's stand-in with the real
-    ``pip wheel`` command instead of compiling CUDA; ``built`` lists what it built."""
+    """A ``builder=`` for setup_repo: builds each package with the real ``pip wheel`` command
+    instead of compiling CUDA, from the real-repo harness's CPU stand-in of it (an empty
+    package where it has none); ``built`` lists what it built."""
 
     def __init__(self, folder: Path):
         self.folder, self.built = folder, []
@@ -41,6 +57,8 @@ class StandinBuilder:
     def __call__(self, package: Package, root: Path, out: Path) -> Path:
         assert package.source is None or (root / package.source / "setup.py").is_file()
         self.built.append(package.dist)
+        if (HARNESS_STANDINS / package.dist).is_dir():
+            return build_wheel(harness_standin(self.folder, package.dist), out)
         return build_wheel(standin(self.folder, package.module), out)
 
 
