@@ -171,10 +171,11 @@ def _chain(e: BaseException | None) -> Iterator[BaseException]:
 def _oom(e: BaseException) -> BaseException | None:
     """The out-of-memory error in the chain, if any: the real repo catches errors and calls
     ``breakpoint()``, which raises in a trial, so the OOM is that exception's context."""
-    return next((x for x in _chain(e) if isinstance(x, (torch.cuda.OutOfMemoryError, MemoryError))
-                 or (isinstance(x, RuntimeError) and ("out of memory" in str(x).lower()
-                                                      or "can't allocate" in str(x).lower()))),
-                None)
+    chain = list(_chain(e))
+    typed = [x for x in chain if isinstance(x, (torch.cuda.OutOfMemoryError, MemoryError))]
+    worded = [x for x in chain if isinstance(x, RuntimeError) and (
+        "out of memory" in str(x).lower() or "can't allocate" in str(x).lower())]
+    return next(iter(typed + worded), None)
 
 
 def _is_disk_full(e: BaseException | None) -> bool:

@@ -248,6 +248,22 @@ def test_entering_a_checkout_makes_breakpoint_raise(repos):
         breakpoint()
 
 
+def test_an_oom_the_repo_catches_before_breakpoint_is_still_an_oom(repos):
+    """The real repo wraps its rasterizer calls in ``except Exception as e: print(e);
+    breakpoint()``: the trial must still end as ``oom``, naming the caught error."""
+    from gg_optuna_helpers.worker import _oom
+
+    checkout_module.enter(repos["upstream"])
+    oom = torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+    with pytest.raises(RuntimeError, match="caught OutOfMemoryError: CUDA out of memory") as e:
+        try:
+            raise oom
+        except Exception:  # noqa: BLE001 - what the repo does
+            breakpoint()
+    assert _oom(e.value) is oom
+    assert _oom(RuntimeError("shape mismatch")) is None
+
+
 # --- trainers against the contract fixture -------------------------------------------------
 
 def test_meshhead_trial_trains_virtual_epochs_and_validates(tmp_path, repos):
