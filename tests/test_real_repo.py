@@ -67,9 +67,23 @@ class RealRepo:
         return ["run", "--stage", stage, "--study-name", study, "--storage",
                 str(self.results / "store"), *STUDY_ARGS, *self.option_args(), *extra]
 
+    def succeed(self, *args: str, timeout: float = 300) -> str:
+        """Run the CLI; it must exit 0. Its output."""
+        done = self.cli(*args, timeout=timeout)
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+        return done.stdout
+
     def study(self, name: str) -> optuna.Study:
         return optuna.load_study(study_name=name,
                                  storage=f"sqlite:///{self.results / 'store' / 'optuna.db'}")
+
+    def finished(self, name: str, count: int = 2) -> list[optuna.trial.FrozenTrial]:
+        """The study's completed trials, which must be ``count``."""
+        trials = self.study(name).trials
+        done = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+        assert len(done) == count, [(t.number, t.state, t.user_attrs.get("failure_log"))
+                                    for t in trials]
+        return done
 
 
 @pytest.fixture(scope="module", params=["fork", "upstream"])
@@ -88,11 +102,10 @@ def real(request, tmp_path_factory) -> RealRepo:
 
 
 def test_check_repo_is_green(real):
-    done = real.cli("check-repo", str(real.repo), *real.option_args(), "--time-iters", "1")
-    assert done.returncode == 0, done.stdout + done.stderr[-2000:]
-    assert "PROBLEM" not in done.stdout
+    out = real.succeed("check-repo", str(real.repo), *real.option_args(), "--time-iters", "1")
+    assert "PROBLEM" not in out
     for stage in ("meshhead", "gazegaussian"):
-        assert f"estimate: {stage}:" in done.stdout, done.stdout
+        assert f"estimate: {stage}:" in out, out
 
 
 def epoch_values(trial_dir: Path) -> dict[int, float]:
@@ -122,16 +135,12 @@ def meshhead_study(real) -> str:
     trial_dir = real.results / "store" / "mh" / "trial_0000"
     kill_after_first_epoch(trial_dir, real.start(*args))
     real.before_kill = epoch_values(trial_dir)
-    done = real.cli(*args)
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    real.succeed(*args)
     return "mh"
 
 
 def test_meshhead_study_resumes_after_sigkill(real, meshhead_study):
-    trials = real.study(meshhead_study).trials
-    finished = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
-    assert len(finished) == 2, [(t.number, t.state, t.user_attrs.get("failure")) for t in trials]
-    resumed = [t for t in finished if Path(t.user_attrs["trial_dir"]).name == "trial_0000"]
+    resumed = [t for t in real.finished(meshhead_study) if Path(t.user_attrs["trial_dir"]).name == "trial_0000"]
     assert len(resumed) == 1 and resumed[0].number != 0  # the retry of the killed trial 0
     trial, before = resumed[0], real.before_kill
     assert trial.user_attrs["start_epoch"] == max(before) + 1 <= 3, (before, trial.user_attrs)
@@ -143,16 +152,13 @@ def test_meshhead_study_resumes_after_sigkill(real, meshhead_study):
 @pytest.fixture(scope="module")
 def gazegaussian_study(real, meshhead_study) -> str:
     dit = DIT_SPACE if real.variant == "fork" else []
-    done = real.cli(*real.run_args("gazegaussian", "gg", "--meshhead-study", meshhead_study,
-                                   *dit), timeout=600)
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    real.succeed(*real.run_args("gazegaussian", "gg", "--meshhead-study", meshhead_study, *dit),
+                 timeout=600)
     return "gg"
 
 
 def test_gazegaussian_study_trains_from_the_best_meshhead(real, gazegaussian_study):
-    trials = real.study(gazegaussian_study).trials
-    finished = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
-    assert len(finished) == 2, [(t.number, t.state, t.user_attrs.get("failure_log")) for t in trials]
+    finished = real.finished(gazegaussian_study)
     for trial in finished:
         assert 0 < trial.user_attrs["ssim"] <= 1 and trial.user_attrs["gaze_error_deg"] >= 0
     if real.variant == "fork":  # the DiT the trial trained is the one it drew
@@ -187,9 +193,8 @@ def defaults(real: RealRepo, stage: str) -> dict:
 def test_exported_command_is_what_the_trial_trained(real, gazegaussian_study, stage):
     name = {"meshhead": "mh", "gazegaussian": gazegaussian_study}[stage]
     out = real.results / f"report_{stage}"
-    done = real.cli("report", "--storage", str(real.results / "store"), "--study-name", name,
-                    "--out", str(out))
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    real.succeed("report", "--storage", str(real.results / "store"), "--study-name", name,
+                 "--out", str(out))
     command = (out / "best_command.txt").read_text().splitlines()[0]
     parsed = repo_parser_reads(real, command)
     best = real.study(name).best_trial
