@@ -70,9 +70,10 @@ def ensure_site() -> None:
     wanted = " ".join((torchvision_pin(), *SITE_PACKAGES))
     if stamp.is_file() and stamp.read_text() == wanted:
         return
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--upgrade",
-                    "--target", str(SITE), *wanted.split()], check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    done = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--upgrade",
+                           "--target", str(SITE), *wanted.split()], capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"Could not install {wanted} into {SITE}: {done.stderr.strip()[-500:]}")
     stamp.write_text(wanted)
 
 
