@@ -1,4 +1,4 @@
-"""``python -m gg_optuna_helpers run|status|report|dashboard|check-repo|demo``.
+"""``python -m gg_optuna_helpers run|status|report|dashboard|check-repo|setup-repo|demo``.
 
 Bad input exits 2 with one line on stderr; everything else is on stdout.
 """
@@ -15,6 +15,7 @@ from .errors import ConfigError
 from .study import log_to_stdout
 from .presets import PRUNERS, SAMPLERS
 from .spaces import parse_edit
+from .setup_repo import command as setup_repo_command
 
 DESCRIPTION = """Optuna hyperparameter search for the GazeGaussian pipeline.
 Typical session: `run --stage meshhead`, then `run --stage gazegaussian` (it picks up the best
@@ -96,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--study-name", help="default: <backend>_<stage>")
     run.add_argument("--meshhead-study", help="gazegaussian stage: the MeshHead study to take "
                                               "the best checkpoint from (default: <backend>_meshhead)")
+    run.add_argument("--change-meshhead", action="store_true",
+                     help="gazegaussian stage: accept a MeshHead other than the one this study "
+                          "was trained on so far")
     run.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                      help="edit the search space: lr=1e-5:1e-3 (range), batch_size=1 (fixed), "
                           "dit_depth=4,6 (choices)")
@@ -115,12 +119,20 @@ def build_parser() -> argparse.ArgumentParser:
                                            "folder, as it is when the dashboard starts)")
     dash.add_argument("--port", type=int, default=8081, help="(default: %(default)s)")
     dash.add_argument("--tunnel", default="auto", choices=["auto", "colab", "ngrok", "none"],
-                      help="auto: Colab proxy on Colab, ngrok when NGROK_AUTHTOKEN is set")
+                      help="auto: Colab's private proxy on Colab, else local only; ngrok: "
+                           "public, with a password (needs NGROK_AUTHTOKEN)")
     dash.add_argument("--artifacts", help="artifact folder (default: <storage>/artifacts)")
 
     check = sub.add_parser("check-repo", help="check a GazeGaussian checkout before a study")
     check.add_argument("repo", help="path of the GazeGaussian checkout")
     check.add_argument("--data", help="the ETH-XGaze data folder")
+    check.add_argument("--backend-option", action="append", default=[], metavar="KEY=VALUE",
+                       help="the same backend options as `run` (val_data, val_split, opt.NAME, "
+                            "...), so the timing run is the trials' configuration")
+    check.add_argument("--time-iters", type=int, default=3,
+                       help="iterations of each stage to time (0: no timing run) "
+                            "(default: %(default)s)")
+    setup_repo_command.add_parser(sub)
 
     demo = sub.add_parser("demo", help="both studies and the report on the mini backend")
     demo.add_argument("--results-dir", default="gg_results", help="(default: %(default)s)")
@@ -143,6 +155,7 @@ def _config(args: argparse.Namespace, stage: str):
         edits=dict(parse_edit(e) for e in getattr(args, "set", [])),
         backend_options=_key_values(args.backend_option, "--backend-option"),
         meshhead_study=getattr(args, "meshhead_study", None),
+        change_meshhead=getattr(args, "change_meshhead", False),
         heartbeat_interval=args.heartbeat_interval, show_progress_bar=not args.quiet)
 
 
@@ -209,7 +222,9 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 def cmd_check_repo(args: argparse.Namespace) -> int:
     from .backends.gazegaussian.check import check_repo
 
-    report = check_repo(args.repo, args.data)
+    report = check_repo(args.repo, args.data,
+                        options=_key_values(args.backend_option, "--backend-option"),
+                        time_iters=args.time_iters)
     print("\n".join(report.lines()))
     if report.ok:
         return 0
@@ -233,7 +248,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"run": cmd_run, "status": cmd_status, "report": cmd_report,
-            "dashboard": cmd_dashboard, "check-repo": cmd_check_repo, "demo": cmd_demo}
+            "dashboard": cmd_dashboard, "check-repo": cmd_check_repo, "demo": cmd_demo,
+            "setup-repo": setup_repo_command.main}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,21 +3,19 @@
     dash = serve_dashboard(storage)   # returns at once; the study cell can run meanwhile
     dash.stop()
 
-The server listens on 127.0.0.1 only. The link to it is Colab's own proxy on Colab (private to
-the signed-in user), or an ngrok tunnel with generated HTTP basic-auth credentials when an
-authtoken is found (``NGROK_AUTHTOKEN`` in the environment or in Colab secrets). The dashboard
-can delete studies, so it is never exposed without authentication, and the token is never
-printed, logged or saved.
+The server listens on 127.0.0.1 only. Serving again on a port this process already serves reuses
+that server, so re-running a notebook cell never fails with "port already in use". The link is
+Colab's own proxy on Colab (private to the signed-in user) with the dashboard embedded in the
+cell as well (the proxy link answers 403 in some new tabs). A public ngrok tunnel opens only when
+asked for (``tunnel="ngrok"``), carries basic auth and is closed again unless it refuses a request
+without credentials (see :mod:`.tunnel`). Secrets never reach an output, a log or a saved file:
+in a notebook a generated password goes to a private file outside the results folder.
 """
 
 from __future__ import annotations
 
 import errno
-import html
-import logging
 import os
-import re
-import secrets
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,11 +27,16 @@ import optuna
 
 from .colab import get_secret, is_colab
 from .errors import ConfigError
+from .tunnel import Opened, ngrok_options, open_ngrok
+
+__all__ = ["DEFAULT_PORT", "Dashboard", "ngrok_options", "run_dashboard_forever",
+           "serve_dashboard"]
 
 HOST = "127.0.0.1"
 DEFAULT_PORT = 8081  # Colab reports 8080 busy
 TOKEN_NAME = "NGROK_AUTHTOKEN"
 TUNNELS = ("auto", "colab", "ngrok", "none")
+_SERVING: dict[int, tuple[str, str, Dashboard]] = {}  # port -> (storage key, tunnel, dashboard)
 
 
 class _Server(ThreadingMixIn, WSGIServer):
@@ -58,18 +61,12 @@ class Dashboard:
     note: str | None = None  # why there is no public link, when there is none
     _httpd: WSGIServer | None = field(default=None, repr=False)
     _thread: threading.Thread | None = field(default=None, repr=False)
-    _tunnel: str | None = field(default=None, repr=False)
+    _tunnel: Opened | None = field(default=None, repr=False)
 
     def stop(self) -> None:
         """Close the tunnel (if any) and the server; safe to call twice."""
         if self._tunnel:
-            from pyngrok import ngrok
-            from pyngrok.exception import PyngrokError
-
-            try:
-                ngrok.disconnect(self._tunnel)
-            except PyngrokError:
-                pass  # the agent is already gone; nothing left to close
+            self._tunnel.close()
             self._tunnel = None
         if self._httpd is not None:
             self._httpd.shutdown()
@@ -94,28 +91,28 @@ def serve_dashboard(storage: str | optuna.storages.BaseStorage, *,
     """Serve optuna-dashboard from a daemon thread on 127.0.0.1:``port`` and print its link.
 
     ``artifact_dir``: the runner's ``FileSystemArtifactStore`` folder (previews, checkpoints).
-    ``tunnel``: ``"auto"`` (Colab's private proxy on Colab; elsewhere ngrok when an authtoken is
-    found; else local only), ``"colab"``, ``"ngrok"`` (public, with basic auth) or ``"none"``.
+    ``tunnel``: ``"auto"`` (Colab's private proxy on Colab, else this machine only),
+    ``"colab"``, ``"ngrok"`` (public, with basic auth; needs ``NGROK_AUTHTOKEN``) or ``"none"``.
+    A dashboard this process already serves on ``port`` is reused when the storage and tunnel
+    are the same, and replaced otherwise.
     """
     if tunnel not in TUNNELS:
         raise ConfigError(f"tunnel must be one of {', '.join(TUNNELS)}, but got {tunnel!r}.")
     if tunnel == "colab" and not is_colab():
         raise ConfigError("tunnel='colab' works only inside Google Colab: use tunnel='ngrok' "
                           "(needs an ngrok authtoken) or tunnel='none' here.")
+    key = _storage_key(storage)
+    reused = _reuse(port, key, tunnel)
+    if reused is not None:
+        return reused
     dash = _start(storage, artifact_dir, port)
     try:
         _link(dash, port, tunnel)
     except BaseException:
         dash.stop()
         raise
-    print(f"optuna-dashboard is running at {dash.local_url} (this machine only).")
-    if dash.public_url and dash.password:
-        _reveal(f"Public link: {dash.public_url} (user {dash.username!r}, password "
-                f"{dash.password!r}; shown only this once: anyone with them can delete studies).")
-    elif dash.public_url:
-        print(f"Open it here (private to your Colab login): {dash.public_url}")
-    if dash.note:
-        print(dash.note)
+    _SERVING[port] = (key, tunnel, dash)
+    _announce(dash, port)
     return dash
 
 
@@ -134,48 +131,78 @@ def run_dashboard_forever(storage: str | optuna.storages.BaseStorage, *,
         dash.stop()
 
 
-def _reveal(text: str) -> None:
-    """Show a secret once without it landing in a saved notebook.
+def _storage_key(storage: Any) -> str:
+    """What identifies a storage across re-runs of a cell (a fresh object each time)."""
+    return str(storage if isinstance(storage, str) else getattr(storage, "url", id(storage)))
 
-    In a Jupyter/Colab kernel it goes into a widget, whose text is not written to the .ipynb's
-    outputs (only a reference to the widget is); in a terminal it is printed.
+
+def _reuse(port: int, key: str, tunnel: str) -> Dashboard | None:
+    """The dashboard this process serves on ``port`` if it fits; one that does not is stopped."""
+    key_, tunnel_, dash = _SERVING.pop(port, ("", "", None))
+    if dash is None or not dash.running:
+        return None
+    if (key_, tunnel_) != (key, tunnel):
+        dash.stop()
+        return None
+    _SERVING[port] = (key, tunnel, dash)
+    _announce(dash, port, reused=True)
+    return dash
+
+
+def _announce(dash: Dashboard, port: int, *, reused: bool = False) -> None:
+    """Print the links; show Colab's embedded view; hand over credentials without saving them."""
+    if reused:
+        print(f"optuna-dashboard is already running at {dash.local_url} (reused).")
+    else:
+        print(f"optuna-dashboard is running at {dash.local_url} (this machine only).")
+    if dash._tunnel is not None and reused:
+        print(f"Public link: {dash.public_url} (user {dash.username!r}, the same password).")
+    elif dash._tunnel is not None:
+        _hand_over(dash._tunnel)
+    elif dash.public_url:  # Colab's proxy; embedded again, since Run all cleared the output
+        print(f"Open it here (private to your Colab login): {dash.public_url}\n"
+              "If a new tab shows 403, use the dashboard embedded below.")
+        from google.colab.output import serve_kernel_port_as_iframe
+
+        serve_kernel_port_as_iframe(port, height=820)
+    if dash.note and not reused:
+        print(dash.note)
+
+
+def credentials_file() -> Path:
+    """Where a notebook's generated dashboard password is kept: private, outside every result."""
+    return Path.home() / ".config" / "gg_optuna_helpers" / "dashboard_password"
+
+
+def _hand_over(opened: Opened) -> None:
+    """Tell the user the tunnel's credentials without putting the password in a saved file.
+
+    A terminal's output is not saved: the password is printed once. A notebook's output is
+    (and so is its widget state): there the password goes to :func:`credentials_file` (mode 600).
     """
+    head = f"Public link: {opened.url} (user {opened.username!r}"
+    if opened.chosen:
+        print(f"{head}, the password you set in GG_DASHBOARD_PASSWORD).")
+    elif not _in_kernel():
+        print(f"{head}, password {opened.password!r}; shown only this once: anyone with them "
+              "can delete studies).")
+    else:
+        path = credentials_file()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch()
+        path.chmod(0o600)  # before the password is in it
+        path.write_text(opened.password + "\n")
+        print(f"{head}; the password is in {path}: open that file from the Files panel, since "
+              "it is kept out of this notebook, or set GG_DASHBOARD_PASSWORD to choose one).")
+
+
+def _in_kernel() -> bool:
+    """True inside a Jupyter/Colab kernel, whose outputs end up in a saved .ipynb."""
     try:
         from IPython import get_ipython
-
-        in_kernel = get_ipython() is not None and hasattr(get_ipython(), "kernel")
     except ImportError:
-        in_kernel = False
-    if not in_kernel:
-        print(text)
-        return
-    import ipywidgets
-    from IPython.display import display
-
-    class _Secret(ipywidgets.HTML):
-        def __repr__(self) -> str:  # the text/plain copy that notebooks do save
-            return "(dashboard credentials, shown in the widget above and not saved)"
-
-    display(_Secret(value=f"<code>{html.escape(text)}</code>"))
-
-
-def ngrok_options(port: int, username: str, password: str, *,
-                  config_version: str = "3") -> dict[str, Any]:
-    """Keyword arguments for ``pyngrok.ngrok.connect``: always with HTTP basic auth.
-
-    pyngrok 9 speaks ngrok's v3 endpoint API by default, where basic auth is a traffic-policy
-    ``basic-auth`` action; with a v2 config it is the tunnel option ``basic_auth``.
-    """
-    if len(password) < 8:  # ngrok's own minimum
-        raise ConfigError("The dashboard password must have at least 8 characters.")
-    credentials = f"{username}:{password}"
-    options: dict[str, Any] = {"addr": str(port), "proto": "http"}
-    if config_version == "3":
-        options["traffic_policy"] = {"on_http_request": [
-            {"actions": [{"type": "basic-auth", "config": {"credentials": [credentials]}}]}]}
-    else:
-        options["basic_auth"] = [credentials]
-    return options
+        return False
+    return getattr(get_ipython(), "kernel", None) is not None
 
 
 def _start(storage: Any, artifact_dir: str | os.PathLike | None, port: int) -> Dashboard:
@@ -205,10 +232,10 @@ def _start(storage: Any, artifact_dir: str | os.PathLike | None, port: int) -> D
 
 
 def _link(dash: Dashboard, port: int, tunnel: str) -> None:
-    """Give ``dash`` its public link (or a note saying why there is none)."""
-    if tunnel == "none":
-        return
-    if tunnel == "colab" or (tunnel == "auto" and is_colab()):
+    """Give ``dash`` its link (or a note saying why there is none)."""
+    if tunnel == "none" or (tunnel == "auto" and not is_colab()):
+        return  # a public tunnel is opened only when asked for, never because a token exists
+    if tunnel in ("colab", "auto"):
         # Colab's proxy: only the signed-in user can open it; no credentials needed.
         from google.colab.output import eval_js
 
@@ -220,33 +247,9 @@ def _link(dash: Dashboard, port: int, tunnel: str) -> None:
                      "environment or in Colab secrets); the dashboard is only at "
                      f"{dash.local_url}.")
         return
-    _open_tunnel(dash, port, token)
-
-
-def _open_tunnel(dash: Dashboard, port: int, token: str) -> None:
-    from pyngrok import conf, ngrok
-    from pyngrok.exception import PyngrokError, PyngrokNgrokInstallError
-
-    config = conf.get_default()
-    config.auth_token = token  # NGROK_AUTHTOKEN is read at import only: too late for secrets
-    username, password = "optuna", secrets.token_urlsafe(12)
-    pyngrok_log = logging.getLogger("pyngrok")
-    level = pyngrok_log.level
-    pyngrok_log.setLevel(logging.WARNING)  # its debug log prints the options: the password
-    try:
-        tunnel = ngrok.connect(**ngrok_options(port, username, password,
-                                               config_version=config.config_version))
-    except PyngrokNgrokInstallError:
-        dash.note = ("No ngrok tunnel: the ngrok agent could not be downloaded (no network?); "
-                     f"the dashboard is only at {dash.local_url}.")
+    opened = open_ngrok(port, token, local_url=dash.local_url)
+    if isinstance(opened, str):
+        dash.note = opened
         return
-    except PyngrokError as e:
-        code = re.search(r"ERR_NGROK_\d+", str(e))
-        dash.note = ("No ngrok tunnel: ngrok refused to start it "
-                     f"({code.group(0) if code else type(e).__name__}: check the authtoken and "
-                     f"the network); the dashboard is only at {dash.local_url}.")
-        return
-    finally:
-        pyngrok_log.setLevel(level)
-    dash.public_url, dash.username, dash.password = tunnel.public_url, username, password
-    dash._tunnel = tunnel.public_url
+    dash.public_url, dash.username, dash.password = opened.url, opened.username, opened.password
+    dash._tunnel = opened

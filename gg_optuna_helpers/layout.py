@@ -19,7 +19,7 @@ from .errors import ConfigError
 
 DB_NAME = "optuna.db"
 LEASE_NAME = "lease.json"
-NAME_RULE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+NAME_RULE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._ -]{0,98}[A-Za-z0-9._-])?")
 RESERVED = ("artifacts", "studies")
 
 
@@ -30,8 +30,8 @@ def check_study_name(name: object, what: str = "Study name") -> str:
         return name
     shown = repr(name if not isinstance(name, str) or len(name) <= 60 else name[:60] + "...")
     raise ConfigError(f"{what} {shown} cannot name a folder: use 1-100 letters, digits, '.', "
-                      "'_' or '-', starting with a letter or digit (not 'artifacts', "
-                      "'studies' or 'report_...').")
+                      "'_', '-' or inner spaces, starting with a letter or digit (not "
+                      "'artifacts', 'studies' or 'report_...').")
 
 
 def study_db(folder: Path, study: str) -> Path:

@@ -1,7 +1,9 @@
-"""What the notebooks call: their form values in, a checked :class:`StudyConfig` out.
+"""What notebooks 00-02 call: one function per cell, form values in, one-line messages out.
 
-Environment variables shrink the work without editing a notebook (CI does this):
-``GG_RESULTS_DIR`` (the durable folder), ``GG_NOTEBOOK_TRIALS``, ``GG_NOTEBOOK_EPOCHS``.
+Every knob comes from the notebook's cell tagged ``parameters`` (Colab form fields; CI overrides
+them papermill-style with an injected cell): nothing here reads environment variables. Each
+function can be re-run, also after an interrupt. Importing this module in a kernel shows the
+package's own errors (bad input) as their one sentence instead of a traceback.
 """
 
 from __future__ import annotations
@@ -9,41 +11,100 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .colab import mount_drive
+from .colab import is_colab, mount_drive
+from .dashboard import DEFAULT_PORT, Dashboard, serve_dashboard
+from .errors import ConfigError, GGOptunaError
 from .study import StudyConfig
 
 QUICK_TEST_TRIALS = 5
 
 
-def results_folder() -> Path:
-    """The durable folder: ``$GG_RESULTS_DIR``, else Drive on Colab, else ./gg_results."""
-    if os.environ.get("GG_RESULTS_DIR"):
-        folder = Path(os.environ["GG_RESULTS_DIR"])
-        folder.mkdir(parents=True, exist_ok=True)
-        return folder
-    return mount_drive()
+def results_folder(path: str | os.PathLike = "") -> Path:
+    """The durable folder: ``path`` when given, else Drive on Colab, else ./gg_results."""
+    if not str(path):
+        return mount_drive()
+    folder = Path(path).expanduser()
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def form_study_name(backend: str, stage: str, name: str = "", *, quick_test: bool = False) -> str:
+    """A form's study name: ``name`` or ``<backend>_<stage>``, with ``_test`` for a quick test."""
+    return (name or f"{backend}_{stage}") + ("_test" if quick_test else "")
 
 
 def notebook_config(stage: str, *, results: str | os.PathLike, backend: str = "mini",
-                    repo: str = "", data: str = "", study_name: str = "", n_trials: int = 20,
-                    max_epochs: int = 20, pruner: str = "median", sampler: str = "tpe",
-                    timeout_hours: float = 0, quick_test: bool = False) -> StudyConfig:
-    """A study configuration from a notebook's parameter cell.
+                    repo: str = "", data: str = "", study_name: str = "",
+                    meshhead_study: str = "", change_meshhead: bool = False,
+                    n_trials: int = 20, max_epochs: int = 20, pruner: str = "median",
+                    sampler: str = "tpe", timeout_hours: float = 0,
+                    quick_test: bool = False) -> StudyConfig:
+    """A checked study configuration from a notebook's parameter cell.
 
     ``quick_test`` runs 5 trials in a separate ``..._test`` study first, as the guide advises.
+    ``meshhead_study`` (stage 2): the exact name notebook 01 printed; empty means 01's default.
     """
-    n_trials = int(os.environ.get("GG_NOTEBOOK_TRIALS")
-                   or (QUICK_TEST_TRIALS if quick_test else n_trials))
-    max_epochs = int(os.environ.get("GG_NOTEBOOK_EPOCHS") or max_epochs)
     options = {k: v for k, v in (("repo", repo), ("data", data)) if v}
-    name = study_name or f"{backend}_{stage}"
-    mesh = f"{backend}_meshhead"
-    if quick_test:
-        name, mesh = f"{name}_test", f"{mesh}_test"
-    return StudyConfig(stage=stage, backend=backend, study_name=name, storage=str(results),
-                       n_trials=n_trials, max_epochs=max_epochs, pruner=pruner, sampler=sampler,
-                       timeout=timeout_hours * 3600 or None, backend_options=options,
-                       meshhead_study=mesh).resolved()
+    return StudyConfig(
+        stage=stage, backend=backend, storage=str(results),
+        study_name=form_study_name(backend, stage, study_name, quick_test=quick_test),
+        n_trials=QUICK_TEST_TRIALS if quick_test else n_trials, max_epochs=max_epochs,
+        pruner=pruner, sampler=sampler, timeout=timeout_hours * 3600 or None,
+        backend_options=options, change_meshhead=change_meshhead,
+        meshhead_study=meshhead_study or form_study_name(
+            backend, "meshhead", quick_test=quick_test)).resolved()
+
+
+def setup_backend(backend: str, *, variant: str, commit: str = "", repo: str,
+                  data: str = "", weights: str = "") -> tuple[str, str]:
+    """The real backend's set-up (``setup_repo``: clone, build or reuse the cached wheels, copy
+    data and weights to local disk, check-repo); returns the (checkout, data) to train from.
+    Nothing happens for ``mini``."""
+    if backend != "gazegaussian":
+        return repo, data
+    from .setup_repo import setup_repo
+
+    report = setup_repo(variant, commit or None, dest=repo, data=data or None,
+                        weights=weights or None)
+    if not report.ready:
+        raise ConfigError(report.summary)
+    return str(report.repo), str(report.data or data)
+
+
+def start_dashboard(storage: str | os.PathLike, *, artifacts: str | os.PathLike | None = None,
+                    tunnel: str = "colab", port: int = DEFAULT_PORT,
+                    study_name: str | None = None) -> Dashboard:
+    """The live dashboard of ``storage`` (the results folder, or a database URL); a running one
+    is reused, so Run all is safe.
+
+    ``artifacts``: the trial previews' folder (default: ``<storage folder>/artifacts``).
+    ``tunnel``: ``colab`` (private proxy link and the dashboard embedded in the cell), ``ngrok``
+    (public, password-protected, needs NGROK_AUTHTOKEN) or ``none``. Outside Colab, ``colab``
+    means this machine only. ``study_name``: show that study live (a folder otherwise shows
+    every study as it is when the dashboard starts).
+    """
+    from .storage import open_storage
+
+    if tunnel == "colab" and not is_colab():
+        print("Not running in Colab, so no Colab link (set TUNNEL to 'ngrok' for a public one).")
+        tunnel = "none"
+    if artifacts is None and "://" not in str(storage):
+        artifacts = Path(storage) / "artifacts"
+    return serve_dashboard(open_storage(storage, study_name=study_name).rdb,
+                           artifact_dir=artifacts, port=port,
+                           tunnel=tunnel)
+
+
+def show_status(config: StudyConfig) -> None:
+    """Print the progress of ``config``'s study; works at any time, also before it started."""
+    from .status import format_status, load_study, study_status
+
+    try:
+        study = load_study(config.storage, config.study_name)
+    except ConfigError as e:  # not started yet: say so, do not fail the cell
+        print(e)
+        return
+    print(format_status(study_status(study)))
 
 
 def environment_report() -> str:
@@ -62,39 +123,20 @@ def environment_report() -> str:
                       f"optuna {optuna.__version__}", f"GPU: {gpu}", f"Chrome: {chrome}"])
 
 
-def analyse(results: str | os.PathLike, *, backend: str = "mini",
-            quick_test: bool = False) -> list[Path]:
-    """Write and print the report of each stage's study found in ``results``."""
-    import json
+def _one_line_errors() -> None:
+    """In a kernel, show the package's errors as their one sentence, without a traceback."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is None:
+        return
 
-    from .analysis import format_summary, write_report
-    from .errors import ConfigError
-    from .status import load_study
-    from .storage import open_storage
+    def handler(shell, etype, value, tb, tb_offset=None):
+        shell._showtraceback(etype, value, [f"{etype.__name__}: {value}"])
 
-    storage = open_storage(results).rdb
-    reports = []
-    for stage in ("meshhead", "gazegaussian"):
-        name = f"{backend}_{stage}" + ("_test" if quick_test else "")
-        try:
-            load_study(storage, name)
-        except ConfigError as e:
-            print(e)
-            continue
-        path = write_report(storage, name, Path(results) / f"report_{name}")
-        print(format_summary(json.loads(path.read_text())), f"\nReport: {path.parent}\n")
-        reports.append(path.parent)
-    return reports
+    shell.set_custom_exc((GGOptunaError,), handler)
 
 
-def show_plots(reports: list[Path]) -> None:
-    """Display each report's PNG plots inline (HTML versions sit beside them)."""
-    from IPython.display import Image, Markdown, display
-
-    for report in reports:
-        display(Markdown(f"### {report.name}"))
-        pngs = sorted((report / "plots").glob("*.png"))
-        if not pngs:
-            display(Markdown(f"No PNG plots (no Chrome): open the HTML files in {report}/plots."))
-        for png in pngs:
-            display(Image(filename=str(png), width=720))
+_one_line_errors()

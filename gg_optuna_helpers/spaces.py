@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Iterable
 
 import optuna
 
@@ -165,11 +165,15 @@ class SearchSpace:
                             f"backend, but got {v!r}."
                         )
 
-    def fitted(self, limits: Limits) -> SearchSpace:
+    def fitted(self, limits: Limits, keep: Iterable[str] = ()) -> SearchSpace:
         """The default space clipped to hard choice limits (e.g. batch_size {1, 2} -> {1});
-        a range whose backend allows only a few values becomes those values."""
+        a range whose backend allows only a few values becomes those values. Parameters the
+        backend lacks (upstream GazeGaussian has no DiT) are dropped, except those in ``keep``
+        (the user's edits, refused later by :meth:`validate` in one sentence)."""
         params = []
         for p in self.params:
+            if p.name not in limits.params and p.name not in keep:
+                continue
             allowed = limits.choices.get(p.name)
             if allowed is not None:
                 inside = (p.values() if p.values() is not None

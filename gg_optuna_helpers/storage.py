@@ -101,6 +101,12 @@ class StudyStorage:
         return open_storage(self.folder, study_name=study_name, read_only=True,
                             local_dir=self.local_dir).rdb
 
+    def all_studies(self) -> BaseStorage:
+        """A storage that lists every study: this one, or (a folder) a read-only view."""
+        if self.folder is None or self.study_name is None:
+            return self.rdb
+        return open_storage(self.folder, local_dir=self.local_dir).rdb
+
     def close(self) -> None:
         """Release the study's lease (the last snapshot is the caller's)."""
         if self.lease is not None:

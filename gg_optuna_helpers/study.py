@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 
 from .backends import STAGES, get_backend
 from .errors import ConfigError, StudyNotFound, TrialFailed
+from .meshhead_link import link_meshhead
 from .presets import make_pruner, make_sampler, warmup_epochs
 from .protocol import BEST, LAST, PREVIEW, TrialSpec
 from .runner import Limits, frozen, log_tail, run_trial
@@ -67,6 +68,7 @@ class StudyConfig:
     edits: dict[str, Any] = field(default_factory=dict)  # e.g. {"batch_size": [1]}
     backend_options: dict[str, Any] = field(default_factory=dict)
     meshhead_study: str | None = None  # gazegaussian stage: where the best MeshHead comes from
+    change_meshhead: bool = False  # allow a MeshHead other than the one the study recorded
     heartbeat_interval: int = 10
     local_dir: str | None = None
     show_progress_bar: bool = True
@@ -90,7 +92,7 @@ class StudyConfig:
         check_backend_options(cfg)
         backend = get_backend(cfg.backend)
         limits = backend.limits(cfg.stage, cfg.backend_options)
-        space = cfg.space or SPACES[cfg.stage].fitted(limits)
+        space = cfg.space or SPACES[cfg.stage].fitted(limits, keep=cfg.edits)
         cfg.space = space.replace(**cfg.edits)
         cfg.space.validate(limits, cfg.backend)
         return cfg
@@ -165,15 +167,9 @@ class _Objective:
         self.artifacts = optuna.artifacts.FileSystemArtifactStore(
             str(_mkdir(Path(cfg.results_dir).resolve() / "artifacts")))
         self.options = dict(cfg.backend_options)
-        if cfg.stage == "gazegaussian" and "meshhead_checkpoint" not in self.options:
-            ckpt = best_checkpoint(storage, cfg.meshhead_study)
-            if ckpt is not None:
-                self.options["meshhead_checkpoint"] = str(ckpt)
-                log.info("Using the best MeshHead of study %r: %s", cfg.meshhead_study, ckpt)
-            else:
-                log.warning("No finished MeshHead in study %r: this stage starts from an "
-                            "untrained MeshHead (run the meshhead stage first, or pass "
-                            "--backend-option meshhead_checkpoint=PATH).", cfg.meshhead_study)
+        if cfg.stage == "gazegaussian":
+            ckpt = self.options["meshhead_checkpoint"] = link_meshhead(study, storage, cfg)
+            log.info("Using the best MeshHead of study %r: %s", cfg.meshhead_study, ckpt)
         self.study = study
         self.uid, self.known = study_uid(study), known_dirs(study)
         self.failures_in_a_row = 0

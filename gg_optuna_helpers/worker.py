@@ -20,6 +20,7 @@ import time
 import _thread
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 import torch
 
@@ -85,11 +86,12 @@ def _train(spec: TrialSpec) -> int:
         append_event(trial_dir, event="end", reason="crashed", message=str(e))
         return EXIT_CRASHED
     except Exception as e:  # noqa: BLE001 - classify, then let anything else crash
-        if _is_oom(e):
-            print(f"out of memory: {type(e).__name__}: {e}", file=sys.stderr)
+        oom = _oom(e)
+        if oom is not None:
+            print(f"out of memory: {type(oom).__name__}: {oom}", file=sys.stderr)
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
-            append_event(trial_dir, event="end", reason="oom", message=str(e)[:300])
+            append_event(trial_dir, event="end", reason="oom", message=str(oom)[:300])
             return EXIT_OOM
         if _is_disk_full(e):
             with contextlib.suppress(OSError):  # the log may sit on the same full disk
@@ -180,20 +182,26 @@ def _device(name: str) -> str:
     return name
 
 
-def _is_oom(e: BaseException) -> bool:
-    if isinstance(e, (torch.cuda.OutOfMemoryError, MemoryError)):
-        return True
-    text = str(e).lower()
-    return isinstance(e, RuntimeError) and ("out of memory" in text or "can't allocate" in text)
+def _chain(e: BaseException | None) -> Iterator[BaseException]:
+    """``e`` and the exceptions it was raised from or while handling (``__cause__``/``__context__``)."""
+    while e is not None:
+        yield e
+        e = e.__cause__ or e.__context__
+
+
+def _oom(e: BaseException) -> BaseException | None:
+    """The out-of-memory error in the chain, if any: the real repo catches errors and calls
+    ``breakpoint()``, which raises in a trial, so the OOM is that exception's context."""
+    chain = list(_chain(e))
+    typed = [x for x in chain if isinstance(x, (torch.cuda.OutOfMemoryError, MemoryError))]
+    worded = [x for x in chain if isinstance(x, RuntimeError) and (
+        "out of memory" in str(x).lower() or "can't allocate" in str(x).lower())]
+    return next(iter(typed + worded), None)
 
 
 def _is_disk_full(e: BaseException | None) -> bool:
     """ENOSPC anywhere in the chain: torch.save turns it into the context of a RuntimeError."""
-    while e is not None:
-        if isinstance(e, OSError) and e.errno == errno.ENOSPC:
-            return True
-        e = e.__cause__ or e.__context__
-    return False
+    return any(isinstance(x, OSError) and x.errno == errno.ENOSPC for x in _chain(e))
 
 
 def _watch(trial_dir: Path, parent_pid: int) -> None:

@@ -128,3 +128,31 @@ def test_chrome_hint_per_environment(fake_colab, monkeypatch):
     assert "plotly_get_chrome -y" in colab.chrome_hint()
     monkeypatch.delitem(sys.modules, "google.colab")
     assert "apt-get install chromium" in colab.chrome_hint()
+
+
+def test_dashboard_on_colab_gives_the_proxy_link_and_embeds_the_dashboard(fake_colab,
+                                                                         monkeypatch, tmp_path,
+                                                                         capsys):
+    """Contract: Colab's proxy link answers 403 in some new tabs, so the cell also embeds the
+    dashboard (``serve_kernel_port_as_iframe``); the stand-in records the calls Colab gets."""
+    import socket
+
+    from gg_optuna_helpers.dashboard import serve_dashboard
+
+    calls = []
+    output = types.ModuleType("google.colab.output")
+    output.eval_js = lambda js: calls.append(("eval_js", js)) or "https://abc-8081.colab.dev/"
+    output.serve_kernel_port_as_iframe = lambda port, **kw: calls.append(("iframe", port))
+    monkeypatch.setitem(sys.modules, "google.colab.output", output)
+    monkeypatch.setattr(sys.modules["google.colab"], "output", output, raising=False)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    storage = f"sqlite:///{tmp_path / 'o.db'}"
+    with serve_dashboard(storage, port=port, tunnel="colab") as dash:
+        assert dash.public_url == "https://abc-8081.colab.dev/"
+        assert serve_dashboard(storage, port=port, tunnel="colab") is dash  # Run all again
+    assert calls == [("eval_js", f"google.colab.kernel.proxyPort({port})"), ("iframe", port),
+                     ("iframe", port)]  # embedded again: Run all cleared the cell's output
+    out = capsys.readouterr().out
+    assert "private to your Colab login" in out and "use the dashboard embedded below" in out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import inspect
 import json
@@ -12,6 +13,7 @@ import socket
 import subprocess
 import sys
 import types
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -21,6 +23,8 @@ from pyngrok import conf, ngrok
 
 from gg_optuna_helpers.dashboard import DEFAULT_PORT, ngrok_options, serve_dashboard
 from gg_optuna_helpers.errors import ConfigError
+
+import tunnel_standin as tunnel_standin_module
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
@@ -153,32 +157,85 @@ def test_ngrok_options_always_carry_basic_auth():
         ngrok_options(8081, "optuna", "short")
 
 
-def test_contract_ngrok_connect_gets_generated_basic_auth_and_token_stays_secret(
-        storage, port, monkeypatch, capsys, caplog):
-    """Contract test: ngrok's service is unreachable here, so ``connect`` alone is replaced."""
-    calls = []
+def get(url: str, auth: tuple[str, str] | None = None) -> int:
+    """The HTTP status of a GET, with basic auth when given."""
+    request = urllib.request.Request(url)
+    if auth:
+        request.add_header("Authorization", "Basic " + base64.b64encode(
+            ":".join(auth).encode()).decode())
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status
+    except urllib.error.HTTPError as e:
+        return e.code
 
-    def connect(**options):
-        calls.append(options)
-        logging.getLogger("pyngrok.ngrok").debug("Creating tunnel with options: %s", options)
-        return types.SimpleNamespace(public_url="https://gg-test.ngrok.app")
 
-    monkeypatch.setattr(ngrok, "connect", connect)
+@pytest.fixture
+def tunnel_standin(monkeypatch):
+    """ngrok's service is unreachable here: connect/disconnect become local basic-auth proxies
+    (tests/tunnel_standin.py). Returns install(enforce=True)."""
     monkeypatch.setattr(conf.get_default(), "auth_token", None)
     monkeypatch.setenv("NGROK_AUTHTOKEN", TOKEN)
+    tunnel_standin_module.CALLS.clear()
+    return lambda enforce=True: tunnel_standin_module.install(enforce, monkeypatch.setattr)
+
+
+def test_contract_ngrok_tunnel_asks_for_the_generated_password_and_token_stays_secret(
+        storage, port, tunnel_standin, capsys, caplog):
+    """Contract test against the stand-in tunnel: it requires exactly the generated credentials."""
+    tunnel_standin()
     caplog.set_level(logging.DEBUG)
-    with serve_dashboard(storage, port=port, tunnel="auto") as dash:
+    with serve_dashboard(storage, port=port, tunnel="ngrok") as dash:
         assert conf.get_default().auth_token == TOKEN  # set on the config, not read at import
-        assert dash.public_url == "https://gg-test.ngrok.app"
         assert len(dash.password) >= 16 and dash.username
-        [options] = calls
+        [options] = tunnel_standin_module.CALLS
         [rule] = options["traffic_policy"]["on_http_request"]
         assert rule["actions"][0]["config"]["credentials"] == [f"{dash.username}:{dash.password}"]
+        assert get(dash.public_url + "/api/studies") == 401
+        assert get(dash.public_url + "/api/studies", (dash.username, dash.password)) == 200
         assert dash.password not in repr(dash)
+        assert serve_dashboard(storage, port=port, tunnel="ngrok") is dash  # re-run: reused
+        assert len(tunnel_standin_module.CALLS) == 1  # the same tunnel, the same password
+    assert not tunnel_standin_module.OPEN  # stop() closed the tunnel
     captured = capsys.readouterr()
     assert TOKEN not in captured.out + captured.err + caplog.text
     assert dash.password not in caplog.text  # pyngrok's debug log of the options is muted
-    assert captured.out.count(dash.password) == 1  # shown once
+    assert captured.out.count(dash.password) == 1  # shown once (a terminal: nothing is saved)
+
+
+def test_a_token_in_the_environment_alone_opens_no_public_tunnel(storage, port, tunnel_standin,
+                                                                 capsys):
+    tunnel_standin()
+    with serve_dashboard(storage, port=port) as dash:  # tunnel="auto", off Colab
+        assert dash.public_url is None and dash.password is None
+    assert tunnel_standin_module.CALLS == [] and "ngrok" not in capsys.readouterr().out
+
+
+def test_a_tunnel_that_lets_anyone_in_is_closed_and_the_cell_says_why(storage, port,
+                                                                      tunnel_standin, capsys):
+    tunnel_standin(enforce=False)  # the auth did not take effect on the public side
+    with serve_dashboard(storage, port=port, tunnel="ngrok") as dash:
+        assert dash.public_url is None and dash.password is None
+        assert get(dash.local_url + "api/studies") == 200  # still there, locally
+    assert len(tunnel_standin_module.CALLS) == 1 and not tunnel_standin_module.OPEN
+    out = capsys.readouterr().out
+    assert ("No ngrok tunnel: it was closed again because it answered 200 to a request without "
+            "a password") in out and dash.note in out
+
+
+def test_serving_again_on_the_same_port_reuses_the_server(storage, port, tmp_path, capsys):
+    """Run all twice in one kernel: the dashboard cell must not fail with 'port in use'."""
+    first = serve_dashboard(storage, port=port, tunnel="none")
+    try:
+        again = serve_dashboard(optuna.storages.RDBStorage(storage), port=port, tunnel="none")
+        assert again is first and first.running
+        assert "already running at" in capsys.readouterr().out
+        other = f"sqlite:///{tmp_path / 'other.db'}"
+        moved = serve_dashboard(other, port=port, tunnel="none")  # another storage: replaced
+        assert moved is not first and moved.running and not first.running
+        moved.stop()
+    finally:
+        first.stop()
 
 
 def test_offline_ngrok_is_one_clear_line_and_the_dashboard_stays_local(
@@ -218,3 +275,18 @@ def test_terminal_helper_runs_until_ctrl_c(storage, port):
         if child.poll() is None:
             child.kill()
             child.wait()
+
+
+def test_a_chosen_password_is_required_and_never_printed(storage, port, tunnel_standin,
+                                                         monkeypatch, capsys):
+    chosen = "my-own-dashboard-pw"
+    monkeypatch.setenv("GG_DASHBOARD_PASSWORD", chosen)
+    tunnel_standin()
+    with serve_dashboard(storage, port=port, tunnel="ngrok") as dash:
+        assert get(dash.public_url, (dash.username, chosen)) == 200
+        assert get(dash.public_url) == 401
+    out = capsys.readouterr().out
+    assert chosen not in out and "the password you set in GG_DASHBOARD_PASSWORD" in out
+    monkeypatch.setenv("GG_DASHBOARD_PASSWORD", "short")
+    with pytest.raises(ConfigError, match="GG_DASHBOARD_PASSWORD has 5: choose a longer one"):
+        serve_dashboard(storage, port=port, tunnel="ngrok")

@@ -6,7 +6,9 @@ FIXTURE in tests/fixtures/gazegaussian_contract (it mimics the real repo's API s
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
+import inspect
 import math
 import os
 import subprocess
@@ -246,6 +248,22 @@ def test_entering_a_checkout_makes_breakpoint_raise(repos):
         breakpoint()
 
 
+def test_an_oom_the_repo_catches_before_breakpoint_is_still_an_oom(repos):
+    """The real repo wraps its rasterizer calls in ``except Exception as e: print(e);
+    breakpoint()``: the trial must still end as ``oom``, naming the caught error."""
+    from gg_optuna_helpers.worker import _oom
+
+    checkout_module.enter(repos["upstream"])
+    oom = torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+    with pytest.raises(RuntimeError, match="caught OutOfMemoryError: CUDA out of memory") as e:
+        try:
+            raise oom
+        except Exception:  # noqa: BLE001 - what the repo does
+            breakpoint()
+    assert _oom(e.value) is oom
+    assert _oom(RuntimeError("shape mismatch")) is None
+
+
 # --- trainers against the contract fixture -------------------------------------------------
 
 def test_meshhead_trial_trains_virtual_epochs_and_validates(tmp_path, repos):
@@ -426,3 +444,54 @@ def test_check_repo_reports_a_failing_stage_in_one_line(tmp_path):
 def test_bad_backend_options_are_one_sentence(tmp_path, repos, options, words):
     with pytest.raises(ConfigError, match=words):
         BACKEND.make_trainer(_ctx(tmp_path, repos["upstream"], "meshhead", **options))
+
+
+def _clamped_sqrt_quaternion(m):
+    """A quaternion from a rotation matrix through sqrt(clamp(x, 0)): NaN gradients at 0 parts."""
+    parts = torch.stack([1 + m[..., 0, 0] + m[..., 1, 1] + m[..., 2, 2],
+                         1 + m[..., 0, 0] - m[..., 1, 1] - m[..., 2, 2],
+                         1 - m[..., 0, 0] + m[..., 1, 1] - m[..., 2, 2],
+                         1 - m[..., 0, 0] - m[..., 1, 1] + m[..., 2, 2]], -1)
+    q = torch.sqrt(torch.clamp(parts, min=0.0)) / 2
+    signs = torch.stack([torch.ones_like(m[..., 0, 0]), torch.sign(m[..., 2, 1] - m[..., 1, 2]),
+                         torch.sign(m[..., 0, 2] - m[..., 2, 0]),
+                         torch.sign(m[..., 1, 0] - m[..., 0, 1])], -1)
+    return q * signs
+
+
+def test_quaternion_repair_keeps_values_and_makes_gradients_finite(tmp_path):
+    from gg_optuna_helpers.backends.gazegaussian import repairs
+
+    torch.manual_seed(0)
+    rotations = torch.linalg.qr(torch.randn(64, 3, 3))[0]
+    rotations = rotations * torch.det(rotations)[:, None, None]  # proper rotations
+    rotations = torch.cat([rotations, torch.eye(3)[None]])  # and the identity: zero parts
+    assert torch.allclose(repairs.matrix_to_quaternion(rotations),
+                          _clamped_sqrt_quaternion(rotations))
+    assert repairs.nan_gradient(_clamped_sqrt_quaternion)
+    assert not repairs.nan_gradient(repairs.matrix_to_quaternion)
+    module = tmp_path / "broken_module.py"  # a checkout's module, loaded as the trainer would
+    module.write_text("import torch\n" + inspect.getsource(_clamped_sqrt_quaternion).replace(
+        "_clamped_sqrt_quaternion", "matrix_to_quaternion"))
+    sys.path.insert(0, str(tmp_path))
+    try:
+        loaded = importlib.import_module("broken_module")
+        assert repairs.repair_checkout(tmp_path) == ["broken_module.matrix_to_quaternion"]
+        assert loaded.matrix_to_quaternion is repairs.matrix_to_quaternion
+        assert repairs.repair_checkout(tmp_path) == []  # once repaired, left alone
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("broken_module", None)
+
+
+def test_default_space_drops_what_the_checkout_lacks_but_refuses_an_explicit_edit(repos):
+    from gg_optuna_helpers import StudyConfig
+
+    upstream = {"repo": str(repos["upstream"])}
+    resolved = StudyConfig(stage="gazegaussian", backend="gazegaussian",
+                           backend_options=upstream).resolved()
+    assert not any(name.startswith("dit_") for name in resolved.space.names)
+    assert "lr" in resolved.space.names and "dit_depth" in GAZEGAUSSIAN.names
+    with pytest.raises(ConfigError, match="'dit_depth' is not supported"):
+        StudyConfig(stage="gazegaussian", backend="gazegaussian", backend_options=upstream,
+                    edits={"dit_depth": [4, 6]}).resolved()

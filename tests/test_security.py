@@ -12,16 +12,18 @@ import signal
 import socket
 import subprocess
 import sys
-import types
 import urllib.request
 from pathlib import Path
 
 import nbformat
 import pytest
 from nbclient import NotebookClient
-from pyngrok import conf, ngrok
+from pyngrok import conf
+
+import tunnel_standin
 
 from conftest import ROOT, cli
+from nbparams import inject
 from gg_optuna_helpers.dashboard import serve_dashboard
 
 # Shaped like a real ngrok authtoken (a digit, letters and digits, an underscore, more).
@@ -103,14 +105,17 @@ def notebook_text(nb: nbformat.NotebookNode) -> str:
 
 
 @pytest.mark.slow
-def test_an_ngrok_token_never_reaches_logs_outputs_or_files(tmp_path, monkeypatch):
-    """A real study, notebook 01 executed in a real kernel, a report and the dashboard command,
-    all with NGROK_AUTHTOKEN set; ngrok is unreachable here, which must be said in one line."""
+def test_no_token_or_password_in_the_saved_notebook_its_widget_state_or_any_file(tmp_path,
+                                                                                monkeypatch):
+    """A real study, then notebook 01 executed in a real kernel with TUNNEL="ngrok" against the
+    tunnel STAND-IN (tests/tunnel_standin.py; ngrok's service is unreachable here), saved with
+    its widget state as Colab saves it; then a report and the dashboard command. The saved
+    .ipynb as a whole (outputs, metadata.widgets), the results folder and every log hold
+    neither the token nor the generated password."""
     results, home = tmp_path / "drive", tmp_path / "home"
     home.mkdir()
-    for key, value in {"NGROK_AUTHTOKEN": TOKEN, "HOME": str(home), "PYTHONPATH": str(ROOT),
-                       "GG_RESULTS_DIR": str(results), "GG_NOTEBOOK_TRIALS": "2",
-                       "GG_NOTEBOOK_EPOCHS": "2"}.items():
+    for key, value in {"NGROK_AUTHTOKEN": TOKEN, "HOME": str(home),
+                       "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'tests'}"}.items():
         monkeypatch.setenv(key, value)  # the kernel and every command inherit them
     captured = []
 
@@ -119,48 +124,54 @@ def test_an_ngrok_token_never_reaches_logs_outputs_or_files(tmp_path, monkeypatc
     assert run.returncode == 0, run.stdout + run.stderr
     captured += [run.stdout, run.stderr]
 
-    # notebook 01 finishes the study (trial 1) and starts its dashboard with the token set
-    nb = nbformat.read(ROOT / "notebooks" / "01_meshhead_study.ipynb", as_version=4)
-    NotebookClient(nb, timeout=600, kernel_name="python3",
+    # notebook 01 finishes the study (trial 1) and serves its dashboard through the stand-in
+    copy = inject(ROOT / "notebooks" / "01_meshhead_study.ipynb", tmp_path / "01.ipynb",
+                  prelude="import tunnel_standin\ntunnel_standin.install()",
+                  RESULTS_DIR=str(results), N_TRIALS=2, MAX_EPOCHS=2, TUNNEL="ngrok",
+                  DASHBOARD_PORT=free_port())
+    nb = nbformat.read(copy, as_version=4)
+    NotebookClient(nb, timeout=600, kernel_name="python3", store_widget_state=True,
                    resources={"metadata": {"path": str(tmp_path)}}).execute()
-    nbformat.write(nb, tmp_path / "executed.ipynb")
+    saved = tmp_path / "executed.ipynb"
+    nbformat.write(nb, saved)
+    assert "widgets" in nb.metadata  # the progress bar's widget state was saved and scanned
     text = notebook_text(nb)
-    [note] = [line for line in text.splitlines() if "ngrok" in line and "No " in line]
-    assert note.startswith("No ngrok tunnel:") and note.endswith("the dashboard is only at "
-                                                                 "http://127.0.0.1:8081/.")
-    assert "Study 'mini_meshhead'" in text and "2 finished" in text
+    [link] = [line for line in text.splitlines() if line.startswith("Public link: ")]
+    credentials = home / ".config" / "gg_optuna_helpers" / "dashboard_password"
+    assert f"the password is in {credentials}" in link
+    assert credentials.stat().st_mode & 0o777 == 0o600
+    password = credentials.read_text().strip()
+    assert len(password) >= 16 and "Study 'mini_meshhead'" in text and "2 finished" in text
 
     report = cli("report", "--storage", str(results), "--study-name", "mini_meshhead")
     assert report.returncode == 0, report.stdout + report.stderr
     captured += [report.stdout, report.stderr]
 
     port = free_port()
-    with dashboard_command(str(results), "--port", str(port), cwd=tmp_path) as output:
+    with dashboard_command(str(results), "--port", str(port), "--tunnel", "ngrok",
+                           cwd=tmp_path) as output:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=10) as r:
             assert "mini_meshhead" in r.read().decode()
     captured += output
-    assert "No ngrok tunnel:" in output[0]
+    assert "No ngrok tunnel:" in output[0]  # the real pyngrok, offline: one line
 
-    assert leaks("\n".join(captured), TOKEN) == []
-    assert leaks(text, TOKEN) == []
-    # results and trial folders (worker logs), the live database, the executed notebook, HOME
+    raw = saved.read_text()
+    for secret in (TOKEN, password):
+        assert leaks("\n".join(captured), secret) == []
+        assert leaks(raw, secret) == []  # the whole file: outputs, metadata, widget state
+        assert scan_tree(results, secret) == {}  # studies, trial folders, worker logs, reports
+    # and the token nowhere at all: the live database, HOME, pyngrok's config
     assert scan_tree(tmp_path, TOKEN) == {}
     assert list(results.rglob("worker.log"))  # the worker logs were among the files scanned
 
 
 def test_no_tunnel_without_basic_auth_and_a_fresh_password_each_time(tmp_path, monkeypatch,
                                                                      capsys):
-    """Contract (ngrok's service is unreachable here, so ``connect`` alone is replaced): with
-    either ngrok config version every tunnel carries basic auth with a new password, which
-    reaches no log and no file."""
-    calls = []
-
-    def connect(**options):
-        calls.append(options)
-        return types.SimpleNamespace(public_url=f"https://gg-{len(calls)}.ngrok.app")
-
-    monkeypatch.setattr(ngrok, "connect", connect)
-    monkeypatch.setattr(ngrok, "disconnect", lambda url: None)
+    """Contract, against the tunnel stand-in (tests/tunnel_standin.py: ngrok's service is
+    unreachable here): with either ngrok config version every tunnel carries basic auth with a
+    new password, which reaches no log and no file."""
+    tunnel_standin.CALLS.clear()
+    tunnel_standin.install(True, monkeypatch.setattr)
     monkeypatch.setattr(conf.get_default(), "auth_token", None)
     monkeypatch.setenv("NGROK_AUTHTOKEN", TOKEN)
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
@@ -169,11 +180,9 @@ def test_no_tunnel_without_basic_auth_and_a_fresh_password_each_time(tmp_path, m
         monkeypatch.setattr(conf.get_default(), "config_version", version)
         with serve_dashboard(storage, port=free_port(), tunnel="ngrok",
                              artifact_dir=tmp_path / "artifacts") as dash:
-            options = calls[-1]
-            credentials = (options["basic_auth"] if version == "2" else
-                           options["traffic_policy"]["on_http_request"][0]["actions"][0]
-                           ["config"]["credentials"])
-            assert credentials == [f"{dash.username}:{dash.password}"]
+            options = tunnel_standin.CALLS[-1]
+            assert tunnel_standin.credentials(options) == [f"{dash.username}:{dash.password}"]
+            assert ("basic_auth" in options) == (version == "2")
             assert len(dash.password) >= 16
             passwords.append(dash.password)
     assert len(set(passwords)) == 3  # generated anew for every dashboard
@@ -199,14 +208,26 @@ def test_dashboard_of_a_database_url_writes_no_credentials_into_folder_names(pos
     assert (tmp_path / "gg_results" / "artifacts").is_dir()  # the run command's results folder
 
 
-def test_a_generated_password_is_shown_in_a_kernel_but_not_saved_in_its_outputs():
-    """In a notebook the credentials go into a widget: the saved outputs hold no copy of them."""
-    import nbclient
-    import nbformat
-
-    secret = "pw-" + "Zq7" * 8
+def test_a_notebooks_generated_password_is_not_in_the_saved_file_nor_its_widget_state(
+        tmp_path, monkeypatch):
+    """Colab saves widget state (metadata.widgets) with the notebook: the password used to sit
+    there in a widget. Against the tunnel stand-in, in a real kernel, saved with widget state."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("NGROK_AUTHTOKEN", TOKEN)
+    monkeypatch.setenv("PYTHONPATH", f"{ROOT}{os.pathsep}{ROOT / 'tests'}")
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
-        f"from gg_optuna_helpers.dashboard import _reveal\n_reveal('password {secret}')")])
-    nbclient.NotebookClient(nb, kernel_name="python3", timeout=120).execute()
-    outputs = json.dumps([cell.outputs for cell in nb.cells])
-    assert "widget-view+json" in outputs and secret not in outputs
+        "import tunnel_standin\ntunnel_standin.install()\n"
+        "from gg_optuna_helpers.dashboard import serve_dashboard\n"
+        f"dash = serve_dashboard('sqlite:///{tmp_path / 'o.db'}', port={free_port()}, "
+        "tunnel='ngrok')\nimport ipywidgets\ndisplay(ipywidgets.IntProgress())\n"
+        f"open({str(tmp_path / 'seen')!r}, 'w').write(dash.password)  # for the test only")])
+    NotebookClient(nb, kernel_name="python3", timeout=120, store_widget_state=True).execute()
+    raw = nbformat.writes(nb)
+    assert "widgets" in nb.metadata  # widget state was saved, and scanned below
+    password = (tmp_path / "seen").read_text()
+    assert len(password) >= 16
+    assert leaks(raw, password) == [] and leaks(raw, TOKEN) == []
+    credentials = home / ".config" / "gg_optuna_helpers" / "dashboard_password"
+    assert credentials.read_text().strip() == password  # where the user finds it instead

@@ -78,9 +78,10 @@ def test_newer_copy_wins_only_when_it_holds_at_least_as_much(tmp_path):
 
 
 @pytest.mark.parametrize("odd", ["empty", "not optuna", "fewer trials"])
-def test_an_odd_newer_snapshot_is_kept_aside_and_the_live_copy_wins(odd, tmp_path, caplog):
+def test_an_odd_newer_snapshot_is_kept_aside_and_the_live_copy_wins(odd, tmp_path):
     """Issue 15, fault 1: a newer snapshot that is empty, or SQLite but not Optuna, or holds
-    less, used to replace the good live copy and then be written back over Drive."""
+    less, used to replace the good live copy and then be written back over Drive. (Its one
+    line: test_bad_input_matrix.py::test_a_damaged_newer_snapshot_never_replaces_...)"""
     s = _open(tmp_path)
     _finish(s, "a", 2)
     _close(s)
@@ -100,7 +101,6 @@ def test_an_odd_newer_snapshot_is_kept_aside_and_the_live_copy_wins(odd, tmp_pat
     assert len(optuna.load_study(study_name="a", storage=again.rdb).trials) == 2
     [aside] = (tmp_path / "drive" / "a").glob("optuna.db.set-aside-*")
     assert aside.read_bytes() == odd_bytes  # kept, byte for byte
-    assert "Kept" in caplog.text and "aside" in caplog.text
     _close(again)
     assert _study_count(again.durable) == 1 and again.live.read_bytes() != b""
     assert len(live_before) > 0

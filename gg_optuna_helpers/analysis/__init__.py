@@ -7,9 +7,9 @@
 
 from ._diagnose import Finding, diagnose
 from ._export import export_best_config
-from ._plots import export_plots
+from ._plots import build_figures, export_plots
 from ._report import write_report
 from ._summary import format_summary, summarize
 
-__all__ = ["Finding", "diagnose", "export_best_config", "export_plots", "format_summary",
-           "summarize", "write_report"]
+__all__ = ["Finding", "build_figures", "diagnose", "export_best_config", "export_plots",
+           "format_summary", "summarize", "write_report"]

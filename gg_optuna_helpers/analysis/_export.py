@@ -8,6 +8,7 @@ several values (``nargs="+"``) and a bool flag FLIPS its default. So the export 
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any
 import optuna
 import yaml
 
+from ..backends.base import REPO_OPTIONS
 from ..errors import ConfigError
 from ._summary import _best
 
@@ -35,6 +37,22 @@ MESHHEAD_DEFAULTS = {
 }
 # Bool options of the DiT fork: passing the flag flips this default.
 BOOL_DEFAULTS = {"use_vae": True, "use_orthogonality_loss": True}
+# Recorded options sized to the trial's budget or placed in its folder, left to the full run.
+TRIAL_ONLY = ("logdir", "num_epochs", "vgg_loss_begin", "angular_loss_begin")
+FLAG_NOTE = ("A bool flag FLIPS the repo's default (argparse store_true / store_false), so "
+             "--use_vae there means use_vae=False; every flag below is a flip to what the trial "
+             "trained with.")
+
+
+def recorded_options(trial: optuna.trial.FrozenTrial) -> dict[str, Any] | None:
+    """The real code's options the trial trained with (its trial folder's ``repo_options.json``,
+    written by the gazegaussian backend), minus the trial-only ones; None when not recorded."""
+    path = Path(trial.user_attrs.get("trial_dir", "")) / REPO_OPTIONS
+    try:
+        options = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return {k: v for k, v in options.items() if k not in TRIAL_ONLY}
 
 
 def repo_options(stage: str, params: dict[str, Any], *,
@@ -95,12 +113,14 @@ def _gazegaussian_options(params: dict[str, Any], notes: list[str]) -> dict[str,
     return options
 
 
-def command_line(script: str, options: dict[str, Any]) -> str:
+def command_line(script: str, options: dict[str, Any],
+                 bool_defaults: dict[str, bool] | None = None) -> str:
     """``python <script> --flag value ...``; a bool is passed only to flip its repo default."""
     words = ["python", script]
+    defaults = BOOL_DEFAULTS if bool_defaults is None else bool_defaults
     for name, value in options.items():
         if isinstance(value, bool):
-            if value != BOOL_DEFAULTS.get(name, False):
+            if value != defaults.get(name, False):
                 words.append(f"--{name}")
         elif isinstance(value, list):
             words += [f"--{name}", *map(_literal, value)]
@@ -132,8 +152,16 @@ def export_best_config(study: optuna.Study, out_dir: str | os.PathLike, *,
         raise ConfigError(f"Study {study.study_name!r} has no known stage user attr ({stage!r}): "
                           "set study.set_user_attr('stage', 'meshhead' or 'gazegaussian').")
     backend = study.user_attrs.get("backend")
-    options, notes = repo_options(stage, best.params, backend=backend)
-    command = command_line(repo_script or SCRIPTS[stage], options)
+    recorded = recorded_options(best)
+    if recorded is None:
+        options, notes = repo_options(stage, best.params, backend=backend)
+        command = command_line(repo_script or SCRIPTS[stage], options)
+    else:
+        options = recorded
+        notes = [FLAG_NOTE, "num_epochs and the VGG/gaze loss start epochs are the repo's own: "
+                 "the trial trained short virtual epochs of its budget."]
+        flips = {k: not v for k, v in options.items() if isinstance(v, bool)}
+        command = command_line(repo_script or SCRIPTS[stage], options, flips)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     config = {"study": study.study_name, "stage": stage, "backend": backend,

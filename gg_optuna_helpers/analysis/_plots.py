@@ -29,8 +29,7 @@ def export_plots(study: optuna.Study, out_dir: str | os.PathLike, *,
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    builders, skipped, importances = _plan(study)
-    figures = {name: build() for name, build in builders.items()}
+    figures, skipped, importances = build_figures(study)
     html = {}
     for name, fig in figures.items():
         # "directory": one plotly.min.js next to the pages, so they open offline.
@@ -39,6 +38,13 @@ def export_plots(study: optuna.Study, out_dir: str | os.PathLike, *,
     png, note = _write_pngs(figures, out, chrome)
     return {"html": html, "png": png, "skipped": skipped, "importances": importances,
             "note": note}
+
+
+def build_figures(study: optuna.Study) -> tuple[dict[str, Any], dict[str, str],
+                                                dict[str, float]]:
+    """The study's plotly figures by name, the ones skipped with a reason, and importances."""
+    builders, skipped, importances = _plan(study)
+    return {name: build() for name, build in builders.items()}, skipped, importances
 
 
 def _plan(study: optuna.Study) -> tuple[dict[str, Callable], dict[str, str], dict[str, float]]:

@@ -20,6 +20,10 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 STAGES = ("meshhead", "gazegaussian")
+REPO_OPTIONS = "repo_options.json"
+"""A trainer that drives real training code may write this file into its trial folder: the
+code's options it trained with that differ from their defaults (JSON). The best-config export
+turns it into the training command, so the command reproduces exactly what the trial ran."""
 
 
 @dataclass(frozen=True)

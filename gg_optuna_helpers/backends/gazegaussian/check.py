@@ -21,7 +21,9 @@ import torch
 from ...errors import ConfigError
 from .checkout import inspect, missing_files
 from .data import data_files, split_keys
-from .options import DATA_DEFAULTS, FEATMAP_CHANNELS, MLP_GROUPS, orthogonality_works, supported
+from ..base import STAGES
+from .options import (DATA_DEFAULTS, FEATMAP_CHANNELS, MLP_GROUPS, orthogonality_works,
+                      overrides, positive_int, supported)
 
 ASSETS = {  # loaded at run time from the repo root; shipped in the repo's config_models.zip
     "configs/config_models/tets_data.npz": "MeshHead's tetrahedral grid",
@@ -70,16 +72,27 @@ class RepoReport:
 
 
 def check_repo(repo: str | os.PathLike, data: str | os.PathLike | None = None, *,
-               time_iters: int = 3, val_data: str | os.PathLike | None = None,
-               val_split: str = "subjects", dataset: str | None = None,
-               iters_per_epoch: int = 1000, val_samples: int = 30, epochs: int = 10,
-               trials: int = 20, timeout: float = 1800.0) -> RepoReport:
+               options: dict[str, Any] | None = None, time_iters: int = 3,
+               val_data: str | os.PathLike | None = None, val_split: str = "subjects",
+               dataset: str | None = None, iters_per_epoch: int = 1000, val_samples: int = 30,
+               epochs: int = 10, trials: int = 20, timeout: float = 1800.0) -> RepoReport:
     """Check the checkout at ``repo`` (and its data) for the gazegaussian backend.
 
+    ``options`` are the backend options the study's trials get (``run --backend-option``):
+    their ``data``, ``val_data``, ``val_split``, ``dataset``, ``iters_per_epoch`` and
+    ``val_samples`` take the place of the keyword arguments, and the timing run uses all of
+    them (``opt.NAME`` included), so it times the trials' configuration.
     ``time_iters`` iterations of each stage are timed when everything is in place (0: skip).
     ``iters_per_epoch``, ``val_samples``, ``epochs`` and ``trials`` size the estimate, an
     upper bound: pruned trials stop early.
     """
+    options = dict(options or {})
+    data = options.pop("data", None) or data
+    val_data = options.pop("val_data", None) or val_data
+    val_split = options.pop("val_split", val_split)
+    dataset = options.pop("dataset", None) or dataset
+    iters_per_epoch = positive_int(options, "iters_per_epoch", iters_per_epoch)
+    val_samples = positive_int(options, "val_samples", val_samples)
     root = Path(repo).expanduser().resolve()
     report = RepoReport(root)
     if not root.is_dir():
@@ -100,6 +113,11 @@ def check_repo(repo: str | os.PathLike, data: str | os.PathLike | None = None, *
         return report
     report.variant = checkout.variant
     _check_options(report, checkout)
+    for stage in STAGES:
+        try:
+            overrides(stage, checkout, options)
+        except ConfigError as e:
+            report.add("problem", "options", str(e))
     _check_assets(report, root)
     repo_data = {**DATA_DEFAULTS, **checkout.meshhead}
     dataset = dataset or repo_data["dataset_name"]
@@ -109,9 +127,9 @@ def check_repo(repo: str | os.PathLike, data: str | os.PathLike | None = None, *
                                         **({"val": held_out} if val_split == "subjects" else {})})
     _check_gpu(report)
     if report.ok and time_iters > 0:
-        options = {"repo": str(root), "data": str(folder), "val_data": str(held_out),
-                   "val_split": val_split, "dataset": dataset, "val_samples": 2}
-        _time(report, options, time_iters, timeout)
+        probe = {**options, "repo": str(root), "data": str(folder), "val_data": str(held_out),
+                 "val_split": val_split, "dataset": dataset, "val_samples": 2}
+        _time(report, probe, time_iters, timeout)
         _estimate(report, iters_per_epoch, val_samples, epochs, trials)
     return report
 

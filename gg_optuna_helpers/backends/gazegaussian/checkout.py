@@ -151,6 +151,7 @@ def _forget(root: Path) -> None:
 
 
 def _refuse_breakpoint(*_args: Any, **_kwargs: Any) -> None:
-    raise RuntimeError("the GazeGaussian code called breakpoint() after catching an error (printed "
-                       "just above in the log); the trial stops instead of going on with broken "
-                       "state")
+    caught = sys.exc_info()[1]  # the repo calls breakpoint() inside its `except ... as e:`
+    what = f"{type(caught).__name__}: {caught}" if caught else "an error (see the log)"
+    raise RuntimeError(f"the GazeGaussian code caught {what} and called breakpoint(); the trial "
+                       "stops instead of going on with broken state") from caught

@@ -2,8 +2,8 @@
 
 The repo's GazeGaussian trainer rebuilds MeshHead from ``configs.meshhead_options.BaseOptions()``
 (the DEFAULT widths) and then copies its MLPs into the Gaussian model, whose MLPs follow the
-GazeGaussian options. A MeshHead trained with other widths would not load. Here both get the
-widths the MeshHead trial used.
+GazeGaussian options. A MeshHead trained with other options would not load. Here both get the
+options the MeshHead trial used.
 """
 
 from __future__ import annotations
@@ -23,12 +23,12 @@ from .options import mlp_widths
 
 
 def load_meshhead(options: dict[str, Any], checkout: Checkout,
-                  cache_dir: Path) -> tuple[Path, dict[str, list[int]]]:
-    """The repo-format MeshHead file to load, and the MLP widths it was trained with.
+                  cache_dir: Path) -> tuple[Path, dict[str, Any]]:
+    """The repo-format MeshHead file to load, and the MeshHead options it was trained with.
 
-    ``options["meshhead_checkpoint"]`` is this backend's MeshHead ``best.pt`` (``params`` in our
-    names, ``trainer["meshhead"]`` the weights), or a repo checkpoint (``{"meshhead": ...}``,
-    default widths).
+    ``options["meshhead_checkpoint"]`` is this backend's MeshHead ``best.pt`` (``trainer`` holds
+    the weights and the repo options the trial used; older ones only ``params`` in our names),
+    or a repo checkpoint (``{"meshhead": ...}``, default options).
     """
     given = options.get("meshhead_checkpoint")
     if not given:
@@ -41,9 +41,11 @@ def load_meshhead(options: dict[str, Any], checkout: Checkout,
     ckpt = torch.load(path, map_location="cpu", weights_only=False)
     if isinstance(ckpt, dict) and isinstance(ckpt.get("trainer"), dict) \
             and "meshhead" in ckpt["trainer"]:
-        weights, params = ckpt["trainer"]["meshhead"], ckpt.get("params", {})
+        weights = ckpt["trainer"]["meshhead"]
+        trained = ckpt["trainer"].get("repo_options") or mlp_widths(checkout.meshhead,
+                                                                    ckpt.get("params", {}))
     elif isinstance(ckpt, dict) and "meshhead" in ckpt:
-        weights, params = ckpt["meshhead"], {}
+        weights, trained = ckpt["meshhead"], {}
     else:
         raise ConfigError(f"{path} is not a MeshHead checkpoint of the gazegaussian backend (or of "
                           "the repo): pass the best.pt of a gazegaussian-backend meshhead study.")
@@ -54,22 +56,22 @@ def load_meshhead(options: dict[str, Any], checkout: Checkout,
         tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
         torch.save({"meshhead": weights}, tmp)
         os.replace(tmp, target)
-    return target, mlp_widths(checkout.meshhead, params)
+    return target, trained
 
 
 @contextmanager
-def meshhead_widths(widths: dict[str, list[int]]) -> Iterator[None]:
-    """While active, ``configs.meshhead_options.BaseOptions()`` has the given MLP widths."""
+def meshhead_options(values: dict[str, Any]) -> Iterator[None]:
+    """While active, ``configs.meshhead_options.BaseOptions()`` has the given values."""
     module = importlib.import_module("configs.meshhead_options")
     original = module.BaseOptions
 
-    class WithWidths(original):  # type: ignore[misc, valid-type]
+    class Trained(original):  # type: ignore[misc, valid-type]
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
-            for name, sizes in widths.items():
-                setattr(self, name, list(sizes))
+            for name, value in values.items():
+                setattr(self, name, value)
 
-    module.BaseOptions = WithWidths
+    module.BaseOptions = Trained
     try:
         yield
     finally:

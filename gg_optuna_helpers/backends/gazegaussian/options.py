@@ -118,6 +118,8 @@ def configure(opt: Any, stage: str, checkout: Checkout, params: dict[str, Any], 
 
 def _configure_meshhead(opt: Any, checkout: Checkout, params: dict[str, Any]) -> None:
     repo = checkout.meshhead
+    if "early_stopping" in repo:  # the fork's train_meshhead.py: its val loader call crashes
+        opt.early_stopping = False
     if "lr" in params:
         opt.lr_net = float(params["lr"])
         opt.lr_lmk = opt.lr_net * repo["lr_lmk"] / repo["lr_net"]
@@ -131,6 +133,8 @@ def _configure_gazegaussian(opt: Any, checkout: Checkout, params: dict[str, Any]
     for name, value in params.items():
         setattr(opt, name, type(checkout.gazegaussian[name])(value))
     opt.batch_size = 1
+    if "shape_coeffs_dim" in checkout.gazegaussian:  # the fork sizes the DiT's condition by it,
+        opt.shape_coeffs_dim = opt.expr_code_dims + opt.iden_code_dims  # but feeds expr + iden
     if any(name in params for name in DIT_PARAMS):
         opt.neural_renderer_type = "dit"
     if getattr(opt, "neural_renderer_type", None) == "dit":

@@ -9,7 +9,9 @@ keeps the logged losses instead of writing TensorBoard files and checkpoints.
 from __future__ import annotations
 
 import importlib
+import json
 import math
+import os
 import random
 from pathlib import Path
 from typing import Any
@@ -20,18 +22,20 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from ...errors import ConfigError
-from ..base import TrainerContext
+from ..base import REPO_OPTIONS, TrainerContext
 from ..mini.png import image_grid, write_png
 from .checkout import Checkout, enter
-from .coupling import load_meshhead, meshhead_widths
+from .coupling import load_meshhead, meshhead_options
 from .data import TrainStream, data_files, fixed_random, split_keys, validation_set
 from .options import DATA_DEFAULTS, configure, positive_int
+from .repairs import repair_checkout
 from .state import compact, expand, rng_state, set_rng_state
 from .validation import Means, masked, objective, psnr, ssim
 
 ITERS_PER_EPOCH = 1000
 PREVIEW_SAMPLES, PREVIEW_SIZE = 4, 128
 OFFSETS = ("iden_offset", "expr_offset", "delta_EulurAngles", "delta_Tvecs")
+MLP_SUFFIXES = ("_mlp", "_mlp_rotate")  # MeshHead MLPs whose weights stage 2 copies
 
 
 class Recorder:
@@ -96,7 +100,11 @@ class RepoTrial:
         self.recorder = Recorder()
         self.rows = len(train)
         self.repo = self._build(train)
+        for name in repair_checkout(checkout.root):
+            print(f"Repaired in memory: {name} (NaN gradients where a quaternion part is 0; "
+                  "see docs/gazegaussian.md)", flush=True)
         self.samples: list[tuple[torch.Tensor, torch.Tensor]] = []
+        record_options(Path(ctx.trial_dir), self.opt, checkout.options(self.stage))
 
     def _check_data(self, data: Path, val_data: Path, dataset: str, val_split: str) -> None:
         needed = {"train": data, **({"val": val_data} if val_split == "subjects" else {})}
@@ -208,7 +216,8 @@ class MeshHeadTrial(RepoTrial):
 
     def _model_state(self) -> dict[str, Any]:
         return {"meshhead": self.repo.meshhead.state_dict(),
-                "optimizer": self.repo.optimizer.state_dict()}
+                "optimizer": self.repo.optimizer.state_dict(),
+                "repo_options": dict(vars(self.opt))}  # stage 2 rebuilds MeshHead from them
 
     def _load_model_state(self, state: dict[str, Any]) -> None:
         self.repo.meshhead.load_state_dict(state["meshhead"])
@@ -236,14 +245,14 @@ class GazeGaussianTrial(RepoTrial):
     stage = "gazegaussian"
 
     def _build(self, train: Any) -> Any:
-        path, widths = load_meshhead(self.ctx.options, self.checkout, self.cache_dir)
+        path, meshhead = load_meshhead(self.ctx.options, self.checkout, self.cache_dir)
         self.opt.load_meshhead_checkpoint = str(path)
         self.opt.load_gazegaussian_checkpoint = ""
-        for name, sizes in widths.items():  # the Gaussian model's MLPs receive MeshHead's weights
-            if hasattr(self.opt, name):
-                setattr(self.opt, name, list(sizes))
+        for name, value in meshhead.items():  # the Gaussian model's MLPs receive MeshHead's weights
+            if name.endswith(MLP_SUFFIXES) and hasattr(self.opt, name):
+                setattr(self.opt, name, list(value))
         module = importlib.import_module("trainer.gazegaussian_trainer")
-        with meshhead_widths(widths):
+        with meshhead_options(meshhead):
             repo = module.GazeGaussianTrainer(self.opt, self.recorder)
         repo.prepare_optimizer_opt(len(train))
         estimator = getattr(repo.loss_utils, "gaze_loss_func", None)
@@ -292,6 +301,16 @@ class GazeGaussianTrial(RepoTrial):
 
 
 TRIALS = {"meshhead": MeshHeadTrial, "gazegaussian": GazeGaussianTrial}
+
+
+def record_options(trial_dir: Path, opt: Any, defaults: dict[str, Any]) -> None:
+    """Write ``repo_options.json``: every repo option this trial trains with that differs from
+    the checkout's default, so the exported command reproduces the trained configuration."""
+    changed = {k: v for k, v in vars(opt).items() if k not in defaults or defaults[k] != v}
+    path = trial_dir / REPO_OPTIONS
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(changed, indent=1, sort_keys=True))
+    os.replace(tmp, path)
 
 
 def _shrink(image: torch.Tensor) -> torch.Tensor:

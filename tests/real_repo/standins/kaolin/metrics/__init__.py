@@ -1,0 +1,3 @@
+"""CPU TEST STAND-IN for ``kaolin.metrics`` (test harness only)."""
+
+from . import render  # noqa: F401

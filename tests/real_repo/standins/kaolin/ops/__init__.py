@@ -1,0 +1,3 @@
+"""CPU TEST STAND-IN for ``kaolin.ops`` (test harness only)."""
+
+from . import mesh  # noqa: F401

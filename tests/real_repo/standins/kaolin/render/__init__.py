@@ -1,0 +1,3 @@
+"""CPU TEST STAND-IN for ``kaolin.render`` (test harness only)."""
+
+from . import camera, mesh  # noqa: F401
