@@ -329,6 +329,11 @@ def _no_good_copy(file: Path, why: str) -> ConfigError:
 
 
 def _open_to_read(folder: Path, study: str | None, base: Path) -> StudyStorage:
+    if study is None and not folder.exists():
+        log.warning("There is no storage folder %s yet: no study to show until one runs there.",
+                    folder)
+        return StudyStorage(optuna.storages.InMemoryStorage(), f"memory view of {folder}",
+                            folder=folder, read_only=True, local_dir=base)
     if not folder.is_dir():
         raise StudyNotFound(f"There is no storage folder {folder}: check the path (--storage).")
     legacy = _readable(legacy_db(folder), base, study)
