@@ -49,6 +49,14 @@ class Progress:
         self.since_improvement = 0 if improved else self.since_improvement + 1
         return self.best_epoch == epoch
 
+    def step(self, epoch: int, value: float, *, min_delta: float, patience: int | None,
+             warmup_epochs: int) -> tuple[bool, bool]:
+        """One epoch's decisions, shared by the worker and the benchmarks: (new best, stop
+        early: no improvement for ``patience`` epochs after the pruner's warm-up)."""
+        is_best = self.update(epoch, value, min_delta)
+        return is_best, bool(patience) and epoch > warmup_epochs and (
+            self.since_improvement >= patience)
+
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
@@ -116,15 +124,15 @@ def _epochs(trainer, spec: TrialSpec, progress: Progress) -> str:
             return "diverged"
         record = {"event": "epoch", "epoch": epoch, "value": value, "parts": parts,
                   "train": train, "seconds": time.perf_counter() - start}
-        is_best = progress.update(epoch, value, spec.min_delta)
+        is_best, stop = progress.step(epoch, value, min_delta=spec.min_delta,
+                                      patience=spec.patience, warmup_epochs=spec.warmup_epochs)
         progress.history.append(record)
         _save(trainer, spec, progress, trial_dir / LAST)
         if is_best:
             _save(trainer, spec, progress, trial_dir / BEST)
             trainer.preview(trial_dir / PREVIEW)
         append_event(trial_dir, **record)
-        if (spec.patience and epoch > spec.warmup_epochs
-                and progress.since_improvement >= spec.patience):
+        if stop:
             return "early_stop"
     return "done"
 
