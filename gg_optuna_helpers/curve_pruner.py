@@ -5,8 +5,10 @@ at the same epoch, so a configuration that learns fast but starts badly (a highe
 a small DiT) is pruned before its curve crosses the others. This pruner fits the trial's curve
 with a few parametric families (as Domhan, Springenberg and Hutter, IJCAI 2015; plain numpy, no
 downloaded model), extrapolates each to ``max_resource``, and prunes when even the most
-optimistic of the well-fitting extrapolations, less ``optimism`` times the fit's residual, is
-worse than the ``k``-th best finished value. Curves are fitted as decreasing (a maximised value
+optimistic of the well-fitting extrapolations, less a noise margin, is worse than the ``k``-th
+best finished value. A trial's value is its BEST report, so on a noisy curve it lands below the
+mean curve: the margin is the fit's residual times ``optimism`` plus ``sqrt(2 ln n)`` (about the
+lowest of ``n`` Gaussian draws) for the ``n`` reports still to come. Curves are fitted as decreasing (a maximised value
 is negated first); each family is ``c + a * phi(t)`` with ``a >= 0`` and ``phi`` decreasing,
 solved by least squares on a small grid of shape parameters, so a fit is deterministic.
 """
@@ -67,12 +69,15 @@ def _nonneg_line(basis: np.ndarray, y: np.ndarray) -> tuple[float, float]:
 
 def optimistic_final(steps, values, horizon: int, *, optimism: float,
                      tolerance: float = 2.0) -> float:
-    """The lowest extrapolation to ``horizon`` among fits within ``tolerance`` x the best RMSE,
-    less ``optimism`` x that RMSE (never above the curve's best so far)."""
+    """The best value a curve may still reach by ``horizon``: the lowest extrapolation among
+    fits within ``tolerance`` x the best RMSE, less that RMSE x (``optimism`` + the expected
+    noise minimum of the reports to come); never above the curve's best so far."""
     fits = fit_curves(steps, values, horizon)
     floor = min(f.rmse for f in fits)
     accepted = [f.final for f in fits if f.rmse <= tolerance * floor + 1e-12]
-    return min(min(accepted) - optimism * floor, float(np.min(values)))
+    to_come = max(2, horizon - int(max(steps)))
+    margin = floor * (optimism + math.sqrt(2.0 * math.log(to_come)))
+    return min(min(accepted) - margin, float(np.min(values)))
 
 
 class CurvePruner(BasePruner):
@@ -85,7 +90,8 @@ class CurvePruner(BasePruner):
         min_warmup_steps: the smallest warm-up, in steps (at least 2: a fit needs points).
         k: compare with the k-th best finished value (1: the best).
         n_startup_trials: no pruning until this many trials (and at least ``k``) completed.
-        optimism: residuals of the best fit subtracted from the extrapolation (noise margin).
+        optimism: residuals of the best fit subtracted from the extrapolation, on top of the
+            expected noise minimum of the reports to come.
     """
 
     def __init__(self, *, max_resource: int, warmup_fraction: float = 0.25,

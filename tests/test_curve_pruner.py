@@ -43,8 +43,18 @@ def test_fits_an_exact_power_law_and_extrapolates_it():
         0.1 + 0.5 / 48, abs=1e-6)
 
 
-def test_an_increasing_curve_is_extrapolated_no_better_than_its_best():
-    assert optimistic_final([1, 2, 3, 4], [0.2, 0.25, 0.3, 0.35], 12, optimism=0.0) == 0.2
+def test_a_worsening_curve_is_fitted_flat_and_never_extrapolated_above_its_best():
+    fits = fit_curves([1, 2, 3, 4], [0.2, 0.25, 0.3, 0.35], 12)
+    assert [f.final for f in fits] == pytest.approx([0.275] * 3)
+    assert optimistic_final([1, 2, 3, 4], [0.2, 0.25, 0.3, 0.35], 12, optimism=0.0) <= 0.2
+
+
+def test_the_margin_grows_with_the_noise_and_the_reports_to_come():
+    t = np.arange(1, 9)
+    noisy = 0.1 + 0.5 / t + 0.01 * (-1.0) ** t
+    near, far = (optimistic_final(t, noisy, h, optimism=1.0) for h in (10, 100))
+    exact = optimistic_final(t, 0.1 + 0.5 / t, 10, optimism=1.0)
+    assert far < near < exact
 
 
 def test_prunes_a_flat_curve_that_cannot_reach_the_best():
