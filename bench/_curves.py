@@ -133,6 +133,11 @@ class PoolBank:
             raise Diverged(seconds + c["val_s"][-1])
         return c["values"][last - 1], seconds + c["val_s"][last - 1]
 
+    def full_best(self, params: dict[str, Any]) -> float:
+        """The best value ``params``' configuration reports over the whole budget."""
+        values = self.curves[self._index(params)]["values"][self.every - 1::self.every]
+        return min(values, default=math.inf)
+
     def _index(self, params: dict[str, Any]) -> int:
         key = tuple(sorted(params.items()))
         if key not in self.assigned:

@@ -145,6 +145,7 @@ class StudyResult:
     states: dict[str, int]
     best_so_far: list[float]  # after each trial, in order
     seconds_so_far: list[float] = field(default_factory=list)  # charged, after each trial
+    pruned_params: list[dict[str, Any]] = field(default_factory=list)  # of the pruned trials
 
     def trials_to_reach(self, value: float) -> int | None:
         """How many trials this study needed to reach ``value`` or better (None: never)."""
@@ -225,4 +226,5 @@ def run_inprocess(bank: CurveBank, space: SearchSpace, *, sampler: str, pruner: 
         optuna_seconds=optuna_seconds,
         states={s.name.lower(): sum(t.state == s for t in trials) for s in
                 (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)},
-        best_so_far=best_so_far, seconds_so_far=seconds_so_far)
+        best_so_far=best_so_far, seconds_so_far=seconds_so_far,
+        pruned_params=[t.params for t in trials if t.state == TrialState.PRUNED])

@@ -126,7 +126,9 @@ def _seed_runs(task: tuple) -> dict[str, dict]:
                           sampler_trials=n_trials,
                           n_trials=n_trials if name == "none" else n_trials * 3 // 2,
                           seconds_limit=limit)
-        out[name] = {"seconds": r.seconds_so_far, "best": r.best_so_far, "states": r.states}
+        bar = out["none"]["best"][-1] if out else r.best  # `none` runs first
+        out[name] = {"seconds": r.seconds_so_far, "best": r.best_so_far, "states": r.states,
+                     "winners_pruned": sum(bank.full_best(p) <= bar for p in r.pruned_params)}
     return out
 
 
@@ -144,6 +146,7 @@ def _figures(runs: list[dict[str, dict]], names: list[str]) -> dict[str, dict]:
                 done = [b for s, b in zip(r["seconds"], r["best"]) if s <= f * total * 1.0001]
                 regrets[f].append(done[-1] / bar - 1 if done else float("inf"))
         figures[name] = {"time_to_bar": reach, "trials": [len(run[name]["best"]) for run in runs],
+                         "winners_pruned": [run[name]["winners_pruned"] for run in runs],
                          **{f"regret_at_{f:g}": v for f, v in regrets.items()}}
     return figures
 
@@ -169,9 +172,10 @@ def _table(fig: dict[str, dict], n_seeds: int, names: list[str]) -> str:
         rows.append([name + (" (default)" if name == DEFAULT else ""),
                      _spread(f["time_to_bar"], _ratio), f"{reached}/{n_seeds}",
                      *[_spread(f[f"regret_at_{x:g}"], _regret) for x in FRACTIONS],
-                     f"{statistics.median(f['trials']):g}"])
+                     f"{statistics.median(f['trials']):g}", sum(f["winners_pruned"])])
     return table(["pruner", "time to `none`'s best (x T)", "seeds reaching it",
-                  "regret at 25% of T", "at 50%", "at 100%", "trials (median)"], rows)
+                  "regret at 25% of T", "at 50%", "at 100%", "trials (median)",
+                  "pruned trials that would have reached it (all seeds)"], rows)
 
 
 def _targets(figures: dict[str, dict], stages: list[str], reports: int,

@@ -33,6 +33,9 @@ FAMILIES = {
 }
 
 
+FITTED = 3  # parameters of each fit: c, a and the shape
+
+
 @dataclass(frozen=True)
 class Fit:
     """One family's best least-squares fit: its value at the horizon and its residual (RMSE)."""
@@ -75,8 +78,9 @@ def optimistic_final(steps, values, horizon: int, *, optimism: float,
     fits = fit_curves(steps, values, horizon)
     floor = min(f.rmse for f in fits)
     accepted = [f.final for f in fits if f.rmse <= tolerance * floor + 1e-12]
-    to_come = max(2, horizon - int(max(steps)))
-    margin = floor * (optimism + math.sqrt(2.0 * math.log(to_come)))
+    n, to_come = len(values), max(2, horizon - int(max(steps)))
+    noise = floor * math.sqrt(n / max(1, n - FITTED))  # residuals of a 3-parameter fit
+    margin = noise * (optimism + math.sqrt(2.0 * math.log(to_come)))
     return min(min(accepted) - margin, float(np.min(values)))
 
 
@@ -87,7 +91,8 @@ class CurvePruner(BasePruner):
         max_resource: the last step a trial reports (the epoch budget).
         warmup_fraction: no pruning before this fraction of ``max_resource`` steps is reported,
             and never before ``min_warmup_steps``: the warm-up scales with the budget.
-        min_warmup_steps: the smallest warm-up, in steps (at least 2: a fit needs points).
+        min_warmup_steps: the smallest warm-up, in steps (at least 2; the default 5 leaves a
+            3-parameter fit 2 residuals to measure the noise with).
         k: compare with the k-th best finished value (1: the best).
         n_startup_trials: no pruning until this many trials (and at least ``k``) completed.
         optimism: residuals of the best fit subtracted from the extrapolation, on top of the
@@ -95,7 +100,7 @@ class CurvePruner(BasePruner):
     """
 
     def __init__(self, *, max_resource: int, warmup_fraction: float = 0.25,
-                 min_warmup_steps: int = 3, k: int = 1, n_startup_trials: int = 2,
+                 min_warmup_steps: int = 5, k: int = 1, n_startup_trials: int = 2,
                  optimism: float = 2.0) -> None:
         if not isinstance(max_resource, int) or max_resource < 2:
             raise ValueError(f"max_resource must be an integer >= 2, but got {max_resource=}.")

@@ -58,8 +58,9 @@ def test_the_margin_grows_with_the_noise_and_the_reports_to_come():
 
 
 def test_prunes_a_flat_curve_that_cannot_reach_the_best():
-    decisions = _decisions(_study(CurvePruner(max_resource=12)), [0.30, 0.29, 0.29, 0.29, 0.29])
-    assert decisions == [False, False, True, True, True]  # warm-up: 3 reports
+    flat = [0.30, 0.29, 0.29, 0.295, 0.29, 0.29]
+    decisions = _decisions(_study(CurvePruner(max_resource=12)), flat)
+    assert decisions == [False] * 4 + [True, True]  # warm-up: 5 reports
 
 
 def test_keeps_a_steep_curve_that_crosses_the_best_later():
@@ -87,20 +88,21 @@ def test_waits_for_startup_trials_and_compares_with_the_kth_best():
 
 def test_maximize_direction():
     study = _study(CurvePruner(max_resource=12), finished=(0.9, 0.8), direction="maximize")
-    assert _decisions(study, [0.5, 0.5, 0.5, 0.5]) == [False, False, True, True]
+    assert _decisions(study, [0.5, 0.5, 0.5, 0.51, 0.5]) == [False] * 4 + [True]
     study = _study(CurvePruner(max_resource=12), finished=(0.9, 0.8), direction="maximize")
     assert not any(_decisions(study, [0.5, 0.7, 0.8, 0.86]))
 
 
 def test_warmup_scales_with_the_budget():
-    assert [CurvePruner(max_resource=b).warmup_steps for b in (2, 12, 30, 48)] == [3, 3, 8, 12]
+    assert [CurvePruner(max_resource=b).warmup_steps for b in (2, 12, 30, 48)] == [5, 5, 8, 12]
     assert warmup_epochs("curve", 48) == 12 == make_pruner("curve", max_epochs=48).warmup_steps
     assert isinstance(make_pruner("curve", max_epochs=1), CurvePruner)
 
 
 def test_ignores_non_finite_reports():
-    decisions = _decisions(_study(CurvePruner(max_resource=12)), [0.3, math.nan, 0.3, 0.3])
-    assert decisions == [False, False, True, True]
+    curve = [0.3, math.nan, 0.3, 0.31, 0.3, 0.3, 0.3]
+    decisions = _decisions(_study(CurvePruner(max_resource=12)), curve)
+    assert decisions == [False] * 4 + [True] * 3  # fitted on the finite ones
 
 
 @pytest.mark.parametrize("kwargs, message", [
