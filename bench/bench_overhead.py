@@ -18,7 +18,7 @@ preview, metrics line), on the critical path. The parent's per-epoch work (repor
 runs meanwhile, on the other core. Targets (warm worker): at most 0.5 s per trial and 10 ms
 per epoch::
 
-    python bench/bench_overhead.py            # 6 trials at 2 and at 8 epochs, each path
+    python bench/bench_overhead.py            # 7 trials at 2 and at 16 epochs, each path
     python bench/bench_overhead.py --quick    # 3 trials at 2 and at 3 epochs
 """
 
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     start(args)
     n_trials = args.trials or (3 if args.quick else 7)
-    short, long = (2, 3) if args.quick else (2, 8)  # 2 or more: a gap between two epochs
+    short, long = (2, 3) if args.quick else (2, 16)  # 2 or more: a gap between two epochs
     defaults = get_backend("mini").defaults(STAGE, {})
     work = args.out / "overhead_work"
     shutil.rmtree(work, ignore_errors=True)
