@@ -10,7 +10,7 @@ a pool of configurations per stage, each trained once; a trial replays the neare
 
     python bench/bench_time_to_quality.py            # 2 stages x 2 budgets x 10 seeds
     python bench/bench_time_to_quality.py --quick    # meshhead, 2 epochs, 2 seeds, pool 6
-    python bench/bench_time_to_quality.py --what-if  # variants of the `curve` preset too
+    python bench/bench_time_to_quality.py --what-if  # variants of `curve` and `median` too
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ from _common import banner, parser, pct, save, start, table
 from _curves import SPANS, PoolBank, record
 from _inprocess import package_space, run_inprocess
 
+from optuna.pruners import MedianPruner
+
 from gg_optuna_helpers.curve_pruner import CurvePruner
 from gg_optuna_helpers.presets import PRUNERS, warmup_epochs
 from gg_optuna_helpers.study import StudyConfig
@@ -33,12 +35,18 @@ ORDER = ["none"] + [p for p in PRUNERS if p != "none"]
 FRACTIONS = (0.25, 0.5, 1.0)
 TIME_TARGET, REGRET_TARGET = 0.40, 0.01
 POOLS = {"gazegaussian": 96, "meshhead": 64}  # recorded configurations per stage
-WHAT_IF = {  # label: options of CurvePruner (early stopping keeps the `curve` preset's warm-up)
-    "curve, optimism 0.5": {"optimism": 0.5},
-    "curve, optimism 4": {"optimism": 4.0},
-    "curve, k=3": {"k": 3},
-    "curve, warm-up 1/8": {"warmup_fraction": 0.125},
+WHAT_IF = {  # label: (the preset it varies, max_epochs -> pruner)
+    "curve, optimism 0.5": ("curve", lambda max_epochs: _curve(max_epochs, optimism=0.5)),
+    "curve, optimism 4": ("curve", lambda max_epochs: _curve(max_epochs, optimism=4.0)),
+    "curve, k=3": ("curve", lambda max_epochs: _curve(max_epochs, k=3)),
+    "curve, warm-up 1/8": ("curve", lambda max_epochs: _curve(max_epochs, warmup_fraction=0.125)),
+    "median, warm-up 1/4 of the budget": ("median", lambda max_epochs: MedianPruner(
+        n_startup_trials=3, n_warmup_steps=max(5, max_epochs // 4), interval_steps=1)),
 }
+
+
+def _curve(max_epochs: int, **options) -> CurvePruner:
+    return CurvePruner(max_resource=max(2, max_epochs), **options)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, help="epochs of training per trial (12; quick: 2)")
     p.add_argument("--stages", nargs="+", choices=["meshhead", "gazegaussian"])
     p.add_argument("--jobs", type=int, default=2, help="processes (recording and replay)")
-    p.add_argument("--what-if", action="store_true", help="add variants of the `curve` preset")
+    p.add_argument("--what-if", action="store_true", help="add variants of the presets")
     args = p.parse_args(argv)
     names = ORDER + (list(WHAT_IF) if args.what_if else [])
     start(args)
@@ -104,11 +112,6 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _variant(options: dict):
-    """A factory (max_epochs -> pruner) of a CurvePruner with these options."""
-    return lambda max_epochs: CurvePruner(max_resource=max(2, max_epochs), **options)
-
-
 def _pool(args, stage: str) -> int:
     return args.pool or (6 if args.quick else POOLS[stage])
 
@@ -121,8 +124,8 @@ def _seed_runs(task: tuple) -> dict[str, dict]:
     out = {}
     for name in names:
         limit = out["none"]["seconds"][-1] if name != "none" else None
-        r = run_inprocess(bank, space, sampler="tpe", pruner=name if name in PRUNERS else "curve",
-                          variant=_variant(WHAT_IF[name]) if name in WHAT_IF else None,
+        preset, variant = WHAT_IF.get(name, (name, None))
+        r = run_inprocess(bank, space, sampler="tpe", pruner=preset, variant=variant,
                           sampler_trials=n_trials,
                           n_trials=n_trials if name == "none" else n_trials * 3 // 2,
                           seconds_limit=limit)

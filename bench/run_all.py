@@ -27,7 +27,7 @@ BENCHMARKS = {  # name -> (command, title in the docs), in the docs' order
     "time_to_quality": (["bench_time_to_quality.py"],
                         "Time to quality: GPU time each pruner needs to reach the `none` best"),
     "time_to_quality_whatif": (["bench_time_to_quality.py", "--what-if"],
-                               "Time to quality: variants of the `curve` preset"),
+                               "Time to quality: variants of the presets (the tuning behind them)"),
     "pruning": (["bench_pruning.py"], "Pruning: GPU time saved and regret"),
     "pruning_whatif": (["bench_pruning.py", "--what-if"],
                        "Pruning: variants of the presets (the tuning behind them)"),
