@@ -35,6 +35,10 @@ ORDER = ["none"] + [p for p in PRUNERS if p != "none"]
 FRACTIONS = (0.25, 0.5, 1.0)
 TIME_TARGET, REGRET_TARGET = 0.40, 0.01
 POOLS = {"gazegaussian": 96, "meshhead": 64}  # recorded configurations per stage
+def _curve(max_epochs: int, **options) -> CurvePruner:
+    return CurvePruner(max_resource=max(2, max_epochs), **options)
+
+
 WHAT_IF = {  # label: (the preset it varies, max_epochs -> pruner)
     "curve, optimism 0.5": ("curve", lambda max_epochs: _curve(max_epochs, optimism=0.5)),
     "curve, optimism 4": ("curve", lambda max_epochs: _curve(max_epochs, optimism=4.0)),
@@ -43,10 +47,6 @@ WHAT_IF = {  # label: (the preset it varies, max_epochs -> pruner)
     "median, warm-up 1/4 of the budget": ("median", lambda max_epochs: MedianPruner(
         n_startup_trials=3, n_warmup_steps=max(5, max_epochs // 4), interval_steps=1)),
 }
-
-
-def _curve(max_epochs: int, **options) -> CurvePruner:
-    return CurvePruner(max_resource=max(2, max_epochs), **options)
 
 
 def main(argv: list[str] | None = None) -> int:

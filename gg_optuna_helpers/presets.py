@@ -99,10 +99,11 @@ def warmup_epochs(name: str, max_epochs: int) -> int:
         # at epoch 2 saved 62% of the epochs at +23% regret (worst seed +35%); at epoch 4, 40%
         # at +0.6% (worst +5%). See docs/benchmarks.md.
         return min(5, max(1, max_epochs // 3))
-    if name in ("median", "patient"):
+    if name in ("median", "patient", "curve"):
+        # `curve` prunes only after its own, longer warm-up (CurvePruner.warmup_steps); early
+        # stopping keeps median's: with the pruner's warm-up its trials trained longer than
+        # unpruned ones at 48 reports (bench/bench_time_to_quality.py --what-if)
         return min(5, max(1, max_epochs // 2))
-    if name == "curve":
-        return _curve(max_epochs).warmup_steps
     return 0
 
 

@@ -95,7 +95,8 @@ def test_maximize_direction():
 
 def test_warmup_scales_with_the_budget():
     assert [CurvePruner(max_resource=b).warmup_steps for b in (2, 12, 30, 48)] == [5, 5, 8, 12]
-    assert warmup_epochs("curve", 48) == 12 == make_pruner("curve", max_epochs=48).warmup_steps
+    assert make_pruner("curve", max_epochs=48).warmup_steps == 12
+    assert warmup_epochs("curve", 48) == 5 == warmup_epochs("median", 48)  # early stopping
     assert isinstance(make_pruner("curve", max_epochs=1), CurvePruner)
 
 
