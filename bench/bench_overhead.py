@@ -45,7 +45,7 @@ from _inprocess import package_space
 
 from gg_optuna_helpers.backends import TrainerContext, get_backend
 from gg_optuna_helpers.protocol import TrialSpec, append_event
-from gg_optuna_helpers.runner import _Relay
+from gg_optuna_helpers.runner import WarmWorker, _launch, _Relay
 from gg_optuna_helpers.storage import open_storage
 from gg_optuna_helpers.study import StudyConfig, run_study
 from gg_optuna_helpers.worker import Progress, _save
@@ -109,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
          f"{per_epoch[p] / EPOCH_TARGET_S:.2f}x"] for p in ("warm", "cold")])
     body += "\n\n" + table(["component, measured alone", "seconds"], [
         ["child start: `python -m gg_optuna_helpers.worker` for 0 epochs", f"{parts['child']:.3f}"],
+        ["same, handed to a warmed `worker --warm` process", f"{parts['warm_child']:.3f}"],
         ["  of which `import torch` in a fresh interpreter", f"{parts['import_torch']:.3f}"],
         ["  of which the first optimizer (torch imports `torch._dynamo` then)",
          f"{parts['first_optimizer']:.3f}"],
@@ -265,6 +266,7 @@ def _components(work: Path, defaults: dict, repeats: int) -> dict[str, float]:
     child = _median(lambda: subprocess.run(
         [sys.executable, "-m", "gg_optuna_helpers.worker", str(path)], check=True,
         capture_output=True), repeats)
+    warm = _median(lambda: _warm_trial(spec), repeats)
 
     def fresh(code: str) -> float:
         return _median(lambda: subprocess.run([sys.executable, "-c", code], check=True), repeats)
@@ -298,10 +300,32 @@ def _components(work: Path, defaults: dict, repeats: int) -> dict[str, float]:
         epochs = iter(range(1, 1000))
         report = _median(lambda: relay.handle(dict(event, epoch=next(epochs))), 9)
     snapshot = _median(lambda: storage.snapshot(force=True), 5)
-    return {"child": child, "import_torch": import_torch, "first_optimizer": first_optimizer,
+    return {"child": child, "warm_child": warm, "import_torch": import_torch,
+            "first_optimizer": first_optimizer,
             "import_package": import_package, "build": build,
             "checkpoint": checkpoint, "preview": preview, "metrics_line": metrics,
             "report": report, "snapshot": snapshot}
+
+
+def _warm_trial(spec: TrialSpec) -> float:
+    """Seconds from handing ``spec`` to a warmed process (idle on its stdin) to its exit."""
+    with WarmWorker() as warm:
+        _wait_idle(warm._child.pid)
+        t0 = time.perf_counter()
+        child = _launch(spec, warm)
+        child.wait()
+        return time.perf_counter() - t0
+
+
+def _wait_idle(pid: int) -> None:
+    """Until the process has used no CPU for 1 s (warmed, waiting for its spec)."""
+    def cpu() -> int:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])
+    last = -1
+    while (now := cpu()) != last:
+        last = now
+        time.sleep(1.0)
 
 
 def _median(call, repeats: int) -> float:
