@@ -40,8 +40,8 @@ def _curve(max_epochs: int, **options) -> CurvePruner:
 
 
 WHAT_IF = {  # label: (the preset it varies, max_epochs -> pruner)
-    "curve, optimism 0.5": ("curve", lambda max_epochs: _curve(max_epochs, optimism=0.5)),
-    "curve, optimism 4": ("curve", lambda max_epochs: _curve(max_epochs, optimism=4.0)),
+    "curve, optimism 8": ("curve", lambda max_epochs: _curve(max_epochs, optimism=8.0)),
+    "curve, optimism 2 (before)": ("curve", lambda max_epochs: _curve(max_epochs, optimism=2.0)),
     "curve, k=3": ("curve", lambda max_epochs: _curve(max_epochs, k=3)),
     "curve, warm-up 1/8": ("curve", lambda max_epochs: _curve(max_epochs, warmup_fraction=0.125)),
     "median, warm-up 1/4 of the budget": ("median", lambda max_epochs: MedianPruner(

@@ -8,8 +8,9 @@ downloaded model), extrapolates each to ``max_resource``, and prunes when even t
 optimistic of the well-fitting extrapolations, less a noise margin, is worse than the ``k``-th
 best finished value. A trial's value is its BEST report, so on a noisy curve it lands below the
 mean curve: the margin is the fit's residual times ``optimism`` plus ``sqrt(2 ln n)`` (about the
-lowest of ``n`` Gaussian draws) for the ``n`` reports still to come. Curves are fitted as decreasing (a maximised value
-is negated first); each family is ``c + a * phi(t)`` with ``a >= 0`` and ``phi`` decreasing,
+lowest of ``n`` Gaussian draws) for the ``n`` reports still to come. Curves are fitted as
+decreasing (a maximised value is negated first); each family is ``c + a * phi(t)`` with
+``a >= 0`` and ``phi`` decreasing,
 solved by least squares on a small grid of shape parameters, so a fit is deterministic.
 """
 
@@ -101,7 +102,7 @@ class CurvePruner(BasePruner):
 
     def __init__(self, *, max_resource: int, warmup_fraction: float = 0.25,
                  min_warmup_steps: int = 5, k: int = 1, n_startup_trials: int = 2,
-                 optimism: float = 2.0) -> None:
+                 optimism: float = 4.0) -> None:
         if not isinstance(max_resource, int) or max_resource < 2:
             raise ValueError(f"max_resource must be an integer >= 2, but got {max_resource=}.")
         if not 0.0 <= warmup_fraction < 1.0:
