@@ -78,8 +78,10 @@ def main(argv: list[str] | None = None) -> int:
                   + " configurations (defaults + random), each trained once (trainer seed 0); "
                   "a trial gets the nearest one its study has not used",
         "early stopping": f"patience {StudyConfig.patience} reports after the pruner's warm-up",
-        "pruner warm-up (reports)": "; ".join(
+        "early-stopping warm-up (reports)": "; ".join(
             f"{b}: " + ", ".join(f"{n} {warmup_epochs(n, b)}" for n in ORDER) for b in budgets),
+        "curve prunes from report": ", ".join(
+            f"{_curve(b).warmup_steps} (of {b})" for b in budgets),
     }
     banner("Time to quality: GPU time to reach the `none` study's best", settings)
     started = time.perf_counter()
