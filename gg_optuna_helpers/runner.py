@@ -6,7 +6,8 @@ grace period, then kills. Any failure becomes :class:`TrialFailed` with a reason
 lines of the worker log; the study goes on.
 
 A :class:`WarmWorker` keeps the NEXT trial's process started and warmed (torch imported) while
-the current one trains: still a fresh process per trial, only started earlier.
+the current one trains (from its first epoch on, so the two starts do not compete): still a
+fresh process per trial, only started earlier.
 """
 
 from __future__ import annotations
@@ -70,6 +71,8 @@ def run_trial(trial: optuna.Trial, spec: TrialSpec, *, limits: Limits,
             for event in reader.read():
                 if relay.handle(event):
                     last_epoch_at = time.monotonic()
+                    if warm is not None:
+                        warm.refill()
             if relay.prune_at is not None:
                 _stop(child, spec, limits.stop_grace)
                 trial.set_user_attr("pruned_at", relay.prune_at)
@@ -184,21 +187,28 @@ def _worker_env() -> dict[str, str]:
 class WarmWorker:
     """One worker process started ahead (``worker --warm``), handed the next trial's spec.
 
-    :meth:`take` hands it over and at once starts the next one, which warms up while that trial
-    trains. A warm process that died, or was started under another environment, is discarded
-    (the trial then starts cold, as without a warm worker). Use as a context manager, or
-    :meth:`close` it: the spare process is killed.
+    :meth:`take` hands it over; :meth:`refill` (called at the trial's first epoch) starts the
+    next one, which warms up while that trial trains. A warm process that died, or was started
+    under another environment, is discarded (the trial then starts cold, as without a warm
+    worker). Use as a context manager, or :meth:`close` it: the spare process is killed.
     """
 
     def __init__(self) -> None:
         self._child: subprocess.Popen | None = None
         self._env: dict[str, str] = {}
-        self._start()
+        self.refill()
+
+    def refill(self) -> None:
+        """Start a spare process unless one is there."""
+        if self._child is None:
+            self._env = _worker_env()
+            self._child = _popen("--warm", stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
 
     def take(self, spec_path: Path) -> subprocess.Popen | None:
-        """The warm process, now training ``spec_path``; None if it could not be used."""
-        child, env = self._child, self._env
-        self._start()
+        """The warm process, now training ``spec_path``; None if there is none to use."""
+        child, env, self._child = self._child, self._env, None
+        if child is None:
+            return None
         if child.poll() is not None or env != _worker_env():
             _discard(child)
             return None
@@ -209,10 +219,6 @@ class WarmWorker:
             _discard(child)
             return None
         return child
-
-    def _start(self) -> None:
-        self._env = _worker_env()
-        self._child = _popen("--warm", stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
 
     def close(self) -> None:
         if self._child is not None:

@@ -28,11 +28,14 @@ def test_trials_take_warm_processes_each_its_own(tmp_path):
                                                                          "epoch": 1})
         spare = warm._child
         child = _launch(first, warm)
-        assert child is spare and warm._child is not spare  # the next one is warming already
+        assert child is spare and warm._child is None
+        warm.refill()  # run_trial does it at the first epoch: the next one warms meanwhile
+        assert warm._child.poll() is None
         assert child.wait(timeout=120) == 0
         crashed = _launch(second, warm)
         assert crashed.pid != child.pid
         assert crashed.wait(timeout=120) == 86  # the crash ends its own process only
+        warm.refill()
         assert warm._child.poll() is None
     assert [e["event"] for e in _events(first)] == ["start", "epoch", "epoch", "end"]
     assert os.path.getsize(os.path.join(first.trial_dir, PREVIEW)) > 0  # rendered at the end
@@ -45,8 +48,9 @@ def test_a_dead_warm_process_is_replaced_by_a_cold_start(tmp_path):
         dead = warm._child
         os.killpg(dead.pid, signal.SIGKILL)
         dead.wait()
-        child = _launch(_spec(tmp_path, "a"), warm)
+        child = _launch(_spec(tmp_path, "a"), warm)  # a cold start
         assert child is not dead and child.wait(timeout=120) == 0
+        warm.refill()
         assert warm._child.poll() is None
 
 
