@@ -74,8 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     spec = TrialSpec.read(argv[0])
     _watch(Path(spec.trial_dir), int(os.environ.get("GG_OPTUNA_PARENT_PID", "0")))
-    if os.environ.get("GG_OPTUNA_THREADS"):
-        torch.set_num_threads(int(os.environ["GG_OPTUNA_THREADS"]))
+    _threads()
     try:
         return _train(spec)
     except KeyboardInterrupt:
@@ -170,6 +169,7 @@ def _wait_warm() -> list[str]:
     """``--warm``: pay torch's start-up now (its first optimizer imports ``torch._dynamo``),
     then wait for a spec path on stdin; this process's output then goes to that trial's log."""
     _die_with_parent()
+    _threads()  # before torch's first work, as a cold worker
     torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
     line = sys.stdin.readline().strip()
     if not line:
@@ -225,6 +225,11 @@ def _is_disk_full(e: BaseException | None) -> bool:
             return True
         e = e.__cause__ or e.__context__
     return False
+
+
+def _threads() -> None:
+    if os.environ.get("GG_OPTUNA_THREADS"):
+        torch.set_num_threads(int(os.environ["GG_OPTUNA_THREADS"]))
 
 
 def _die_with_parent() -> None:
