@@ -47,7 +47,13 @@ LIVE_TRAINERS = 24  # trainers kept in memory to continue a curve; older ones ar
 
 
 class Diverged(Exception):
-    """A non-finite training loss or validation value: the worker ends such a trial as failed."""
+    """A non-finite training loss or validation value: the worker ends such a trial as failed.
+
+    ``seconds``: what the diverging epoch cost (and the trainer build, at epoch 1)."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(seconds)
+        self.seconds = seconds
 
 
 def package_space(stage: str, edits: dict[str, Any] | None = None) -> SearchSpace:
@@ -76,17 +82,20 @@ class CurveBank:
         self.trained_seconds = 0.0  # CPU seconds spent training, all studies together
         self.epochs_trained = 0  # real epochs trained (replays excluded)
 
-    def epoch(self, params: dict[str, Any], epoch: int) -> tuple[float, float, Curve]:
-        """The value and charged seconds of ``epoch`` (from 1) of ``params``; raises Diverged."""
+    def start_study(self) -> None:
+        """A new study begins (nothing to reset here)."""
+
+    def epoch(self, params: dict[str, Any], epoch: int) -> tuple[float, float]:
+        """The value and charged seconds (with the build at epoch 1) of ``epoch`` (from 1) of
+        ``params``; raises Diverged."""
         key = tuple(sorted(params.items()))
         curve = self.curves.setdefault(key, Curve())
-        if curve.diverged_at is not None and epoch >= curve.diverged_at:
-            raise Diverged(epoch)
-        while len(curve.values) < epoch:
+        while curve.diverged_at is None and len(curve.values) < epoch:
             self._train_next(key, params, curve)
-            if curve.diverged_at is not None:
-                raise Diverged(epoch)
-        return curve.values[epoch - 1], curve.seconds[epoch - 1], curve
+        setup = curve.setup_seconds if epoch == 1 else 0.0
+        if curve.diverged_at is not None and epoch >= curve.diverged_at:
+            raise Diverged(curve.seconds[-1] + setup)
+        return curve.values[epoch - 1], curve.seconds[epoch - 1] + setup
 
     def _train_next(self, key: tuple, params: dict[str, Any], curve: Curve) -> None:
         start = time.process_time()
@@ -135,6 +144,8 @@ class StudyResult:
     optuna_seconds: float  # the part spent in Optuna and the loop itself
     states: dict[str, int]
     best_so_far: list[float]  # after each trial, in order
+    seconds_so_far: list[float] = field(default_factory=list)  # charged, after each trial
+    pruned_params: list[dict[str, Any]] = field(default_factory=list)  # of the pruned trials
 
     def trials_to_reach(self, value: float) -> int | None:
         """How many trials this study needed to reach ``value`` or better (None: never)."""
@@ -147,23 +158,28 @@ class StudyResult:
 def run_inprocess(bank: CurveBank, space: SearchSpace, *, sampler: str, pruner: str,
                   n_trials: int, patience: int | None = PATIENCE,
                   variant: Callable[[int], BasePruner] | None = None,
-                  diverged_as_pruned: bool = False) -> StudyResult:
+                  diverged_as_pruned: bool = False, seconds_limit: float | None = None,
+                  sampler_trials: int | None = None) -> StudyResult:
     """One study of ``n_trials`` trials over ``bank``'s trainers, as ``run_study`` decides.
 
     ``variant``: a pruner factory (max_epochs -> pruner) to try instead of the preset ``pruner``
     (whose warm-up still sets early stopping's). ``diverged_as_pruned``: end a diverged trial as
     PRUNED (which TPE learns from) instead of FAIL (which it ignores), as the package does.
+    ``seconds_limit``: also stop once the trials used this many charged seconds (the trial
+    under way finishes). ``sampler_trials``: the budget the sampler preset is sized for
+    (default ``n_trials``).
     """
     seed, max_epochs = bank.seed, bank.max_epochs
     study = optuna.create_study(
         direction="minimize", study_name=f"mini_{bank.stage}_seed{seed}",
-        sampler=make_sampler(sampler, seed=seed, n_trials=n_trials),
+        sampler=make_sampler(sampler, seed=seed, n_trials=sampler_trials or n_trials),
         pruner=(variant or partial(make_pruner, pruner))(max_epochs=max_epochs))
     defaults = bank.backend.defaults(bank.stage, {})
     study.enqueue_trial({k: v for k, v in defaults.items() if k in space.names},
                         user_attrs={"baseline": True})
     warmup = warmup_epochs(pruner, max_epochs)
     charged = {"seconds": 0.0, "epochs": 0}
+    seconds_so_far: list[float] = []
 
     def objective(trial: optuna.Trial) -> float:
         params = space.suggest(trial)
@@ -171,25 +187,31 @@ def run_inprocess(bank: CurveBank, space: SearchSpace, *, sampler: str, pruner: 
         for epoch in range(1, max_epochs + 1):
             charged["epochs"] += 1
             try:
-                value, seconds, curve = bank.epoch(params, epoch)
-            except Diverged:
-                curve = bank.curves[tuple(sorted(params.items()))]
-                charged["seconds"] += curve.seconds[-1] + (curve.setup_seconds if epoch == 1 else 0)
+                value, seconds = bank.epoch(params, epoch)
+            except Diverged as e:
+                charged["seconds"] += e.seconds
                 if diverged_as_pruned:
                     raise optuna.TrialPruned() from None
                 raise
-            charged["seconds"] += seconds + (curve.setup_seconds if epoch == 1 else 0)
+            charged["seconds"] += seconds
             trial.report(value, epoch)
-            progress.update(epoch, value, 0.0)
             if trial.should_prune():
                 raise optuna.TrialPruned()
-            if patience and epoch > warmup and progress.since_improvement >= patience:
+            _, stop = progress.step(epoch, value, min_delta=0.0, patience=patience,
+                                    warmup_epochs=warmup)
+            if stop:
                 break
         return progress.best_value
 
+    def after_trial(study: optuna.Study, _: optuna.trial.FrozenTrial) -> None:
+        seconds_so_far.append(charged["seconds"])
+        if seconds_limit is not None and charged["seconds"] >= seconds_limit:
+            study.stop()
+
+    bank.start_study()
     trained_before = bank.trained_seconds
     start = time.process_time()
-    study.optimize(objective, n_trials=n_trials, catch=(Diverged,))
+    study.optimize(objective, n_trials=n_trials, catch=(Diverged,), callbacks=[after_trial])
     optuna_seconds = time.process_time() - start - (bank.trained_seconds - trained_before)
     trials = study.get_trials(deepcopy=False)
     best_so_far, best = [], math.inf
@@ -204,4 +226,5 @@ def run_inprocess(bank: CurveBank, space: SearchSpace, *, sampler: str, pruner: 
         optuna_seconds=optuna_seconds,
         states={s.name.lower(): sum(t.state == s for t in trials) for s in
                 (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)},
-        best_so_far=best_so_far)
+        best_so_far=best_so_far, seconds_so_far=seconds_so_far,
+        pruned_params=[t.params for t in trials if t.state == TrialState.PRUNED])

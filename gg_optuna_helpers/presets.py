@@ -24,6 +24,7 @@ from optuna.pruners import (
 )
 from optuna.samplers import BaseSampler, GPSampler, RandomSampler, TPESampler
 
+from .curve_pruner import CurvePruner
 from .errors import ConfigError
 
 REFERENCE_EPOCHS = 30  # the epoch budget the presets' numbers were chosen for
@@ -68,13 +69,23 @@ def _patient(max_epochs: int) -> BasePruner:
     return PatientPruner(_median(max_epochs), patience=3, min_delta=0.0)
 
 
+def _curve(max_epochs: int) -> BasePruner:
+    """Extrapolates each trial's curve to the budget; prunes only when even an optimistic
+    extrapolation loses to the best finished trial.
+
+    Pick it when curves cross (fast learners that start badly) and trials report often (20+
+    reports): it never compares trials at the same epoch. See :mod:`.curve_pruner`.
+    """
+    return CurvePruner(max_resource=max(2, max_epochs))
+
+
 def _none(max_epochs: int) -> BasePruner:
     """No pruning: every trial runs to its last epoch (or early stopping). For baselines."""
     return NopPruner()
 
 
 PRUNERS = {"median": _median, "hyperband": _hyperband, "asha": _asha, "patient": _patient,
-           "none": _none}
+           "curve": _curve, "none": _none}
 
 
 def warmup_epochs(name: str, max_epochs: int) -> int:
@@ -88,13 +99,16 @@ def warmup_epochs(name: str, max_epochs: int) -> int:
         # at epoch 2 saved 62% of the epochs at +23% regret (worst seed +35%); at epoch 4, 40%
         # at +0.6% (worst +5%). See docs/benchmarks.md.
         return min(5, max(1, max_epochs // 3))
-    if name in ("median", "patient"):
+    if name in ("median", "patient", "curve"):
+        # `curve` prunes only after its own, longer warm-up (CurvePruner.warmup_steps); early
+        # stopping keeps median's: with the pruner's warm-up its trials trained longer than
+        # unpruned ones at 48 reports (bench/bench_time_to_quality.py --what-if)
         return min(5, max(1, max_epochs // 2))
     return 0
 
 
 def make_pruner(name: str, *, max_epochs: int) -> BasePruner:
-    """The pruner preset ``name`` (median, hyperband, asha, patient, none) for this budget."""
+    """The pruner preset ``name`` (median, hyperband, asha, patient, curve, none), sized."""
     if name not in PRUNERS:
         raise ConfigError(f"Unknown pruner {name!r}: choose one of {', '.join(PRUNERS)}.")
     return PRUNERS[name](max_epochs)

@@ -4,6 +4,10 @@ The child runs in its own process group (so a hang or a stuck CUDA context can b
 whole) and dies with us. Each epoch line is reported; ``should_prune`` writes ``STOP``, waits a
 grace period, then kills. Any failure becomes :class:`TrialFailed` with a reason and the last
 lines of the worker log; the study goes on.
+
+A :class:`WarmWorker` keeps the NEXT trial's process started and warmed (torch imported) while
+the current one trains (from its first epoch on, so the two starts do not compete): still a
+fresh process per trial, only started earlier.
 """
 
 from __future__ import annotations
@@ -48,12 +52,14 @@ class Outcome:
 
 
 def run_trial(trial: optuna.Trial, spec: TrialSpec, *, limits: Limits,
-              on_tick: Callable[[], None] = lambda: None) -> Outcome:
-    """Train ``spec`` in a child process; raise TrialPruned or TrialFailed, or return."""
+              on_tick: Callable[[], None] = lambda: None,
+              warm: WarmWorker | None = None) -> Outcome:
+    """Train ``spec`` in a child process (``warm``'s if it has one ready); raise TrialPruned or
+    TrialFailed, or return."""
     reader = EventReader(spec.trial_dir)
     (Path(spec.trial_dir) / STOP).unlink(missing_ok=True)
     try:
-        child = _launch(spec)
+        child = _launch(spec, warm)
     except OSError as e:
         if e.errno == errno.ENOSPC:
             raise TrialFailed("disk_full", _disk_full(spec.trial_dir)) from None
@@ -65,6 +71,8 @@ def run_trial(trial: optuna.Trial, spec: TrialSpec, *, limits: Limits,
             for event in reader.read():
                 if relay.handle(event):
                     last_epoch_at = time.monotonic()
+                    if warm is not None:
+                        warm.refill()
             if relay.prune_at is not None:
                 _stop(child, spec, limits.stop_grace)
                 trial.set_user_attr("pruned_at", relay.prune_at)
@@ -152,19 +160,76 @@ def _describe_exit(code: int) -> str:
     return f"worker exited with code {code}"
 
 
-def _launch(spec: TrialSpec) -> subprocess.Popen:
+def _launch(spec: TrialSpec, warm: WarmWorker | None = None) -> subprocess.Popen:
     path = spec.write()
-    env = dict(os.environ, PYTHONBREAKPOINT="0", PYTHONUNBUFFERED="1",
-               GG_OPTUNA_PARENT_PID=str(os.getpid()))
+    child = warm.take(path) if warm is not None else None
+    if child is not None:
+        return child
     log = open(Path(spec.trial_dir) / LOG, "ab")
     try:
-        return subprocess.Popen(
-            [sys.executable, "-m", "gg_optuna_helpers.worker", str(path)],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-            start_new_session=True,
-        )
+        return _popen(str(path), stdout=log, stdin=subprocess.DEVNULL)
     finally:
         log.close()
+
+
+def _popen(arg: str, **io) -> subprocess.Popen:
+    """A worker process (``arg``: a spec path or ``--warm``) in its own process group."""
+    return subprocess.Popen([sys.executable, "-m", "gg_optuna_helpers.worker", arg],
+                            stderr=subprocess.STDOUT, env=_worker_env(), start_new_session=True,
+                            **io)
+
+
+def _worker_env() -> dict[str, str]:
+    return dict(os.environ, PYTHONBREAKPOINT="0", PYTHONUNBUFFERED="1",
+                GG_OPTUNA_PARENT_PID=str(os.getpid()))
+
+
+class WarmWorker:
+    """One worker process started ahead (``worker --warm``), handed the next trial's spec.
+
+    :meth:`take` hands it over; :meth:`refill` (called at the trial's first epoch) starts the
+    next one, which warms up while that trial trains. A warm process that died, or was started
+    under another environment, is discarded (the trial then starts cold, as without a warm
+    worker). Use as a context manager, or :meth:`close` it: the spare process is killed.
+    """
+
+    def __init__(self) -> None:
+        self._child: subprocess.Popen | None = None
+        self._env: dict[str, str] = {}
+        self.refill()
+
+    def refill(self) -> None:
+        """Start a spare process unless one is there."""
+        if self._child is None:
+            self._env = _worker_env()
+            self._child = _popen("--warm", stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
+
+    def take(self, spec_path: Path) -> subprocess.Popen | None:
+        """The warm process, now training ``spec_path``; None if there is none to use."""
+        child, env, self._child = self._child, self._env, None
+        if child is None:
+            return None
+        if child.poll() is not None or env != _worker_env():
+            _discard(child)
+            return None
+        try:
+            child.stdin.write(f"{spec_path}\n".encode())
+            child.stdin.close()
+        except OSError:  # it died just now
+            _discard(child)
+            return None
+        return child
+
+    def close(self) -> None:
+        if self._child is not None:
+            _discard(self._child)
+            self._child = None
+
+    def __enter__(self) -> WarmWorker:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def _stop(child: subprocess.Popen, spec: TrialSpec, grace: float) -> None:
@@ -175,6 +240,12 @@ def _stop(child: subprocess.Popen, spec: TrialSpec, grace: float) -> None:
     except subprocess.TimeoutExpired:
         pass
     _kill(child)
+
+
+def _discard(child: subprocess.Popen) -> None:
+    _kill(child)
+    if child.stdin and not child.stdin.closed:
+        child.stdin.close()
 
 
 def _kill(child: subprocess.Popen) -> None:

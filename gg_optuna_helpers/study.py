@@ -31,7 +31,7 @@ from .errors import ConfigError, StudyNotFound, TrialFailed
 from .meshhead_link import link_meshhead
 from .presets import make_pruner, make_sampler, warmup_epochs
 from .protocol import BEST, LAST, PREVIEW, TrialSpec
-from .runner import Limits, frozen, log_tail, run_trial
+from .runner import Limits, WarmWorker, frozen, log_tail, run_trial
 from .spaces import SPACES, SearchSpace
 from .config_checks import check_backend_options, check_numbers, check_places
 from .layout import check_study_name
@@ -73,6 +73,7 @@ class StudyConfig:
     local_dir: str | None = None
     show_progress_bar: bool = True
     max_failures_in_a_row: int = 5
+    warm_worker: bool = True  # start the next trial's process while the current one trains
 
     def resolved(self) -> StudyConfig:
         """A checked copy with defaults filled in; bad values raise one-sentence ConfigErrors."""
@@ -137,6 +138,7 @@ def _run(cfg: StudyConfig, storage: StudyStorage) -> optuna.Study:
              storage.describe())
     deadline = time.monotonic() + cfg.timeout if cfg.timeout else None
     try:
+        objective.warm = WarmWorker() if cfg.warm_worker else None
         while (left := cfg.n_trials - _count(study, FINISHED + (TrialState.RUNNING,))) > 0:
             if objective.failures_in_a_row >= cfg.max_failures_in_a_row:
                 log.warning("Stopping: %d trials failed in a row; see user_attrs['failure'] and "
@@ -153,6 +155,9 @@ def _run(cfg: StudyConfig, storage: StudyStorage) -> optuna.Study:
         log.warning("Interrupted: the running trial was stopped and re-queued; run again to "
                     "resume it from its last checkpoint.")
         raise
+    finally:
+        if objective.warm is not None:
+            objective.warm.close()
     _log_done(study, cfg)
     return study
 
@@ -172,6 +177,7 @@ class _Objective:
             log.info("Using the best MeshHead of study %r: %s", cfg.meshhead_study, ckpt)
         self.study = study
         self.uid, self.known = study_uid(study), known_dirs(study)
+        self.warm: WarmWorker | None = None
         self.failures_in_a_row = 0
         self.best = _best_value(study)
 
@@ -202,7 +208,8 @@ class _Objective:
         self.storage.rdb.record_heartbeat(trial._trial_id)
         self.storage.snapshot(force=True)
         try:
-            outcome = run_trial(trial, spec, limits=limits, on_tick=self.storage.snapshot)
+            outcome = run_trial(trial, spec, limits=limits, on_tick=self.storage.snapshot,
+                                warm=self.warm)
         except TrialFailed as e:
             trial.set_user_attr("failure", e.reason)
             trial.set_user_attr("failure_log", (e.detail + "\n" + log_tail(trial_dir)).strip())

@@ -2,8 +2,12 @@
 
 Knows nothing of Optuna. Reads the spec, resumes from its checkpoint, and after every epoch
 validates, saves ``last.pt`` (and ``best.pt``), then appends a metrics line. Stops cleanly when
-``STOP`` appears, on SIGTERM, when the parent dies, or by early stopping. Exit codes are in
-:mod:`gg_optuna_helpers.protocol`.
+``STOP`` appears, on SIGTERM, when the parent dies, or by early stopping. The preview of the best
+epoch is rendered when the training is over (and during it at most every few minutes), not on
+every new best. Exit codes are in :mod:`gg_optuna_helpers.protocol`.
+
+``python -m gg_optuna_helpers.worker --warm`` starts ahead of its trial: it imports torch and
+builds a first optimizer, then reads the spec's path from stdin and trains it as above.
 """
 
 from __future__ import annotations
@@ -26,9 +30,10 @@ import torch
 
 from .backends import TrainerContext, get_backend
 from .protocol import (BEST, EXIT_CRASHED, EXIT_DISK_FULL, EXIT_DIVERGED, EXIT_OK, EXIT_OOM,
-                       LAST, PREVIEW, STOP, TrialSpec, append_event)
+                       LAST, LOG, PREVIEW, STOP, TrialSpec, append_event)
 
 CHECKPOINT_FORMAT = 1
+PREVIEW_EVERY_S = 300.0  # during training; the best epoch's preview is rendered at the end
 
 
 @dataclass
@@ -50,16 +55,27 @@ class Progress:
         self.since_improvement = 0 if improved else self.since_improvement + 1
         return self.best_epoch == epoch
 
+    def step(self, epoch: int, value: float, *, min_delta: float, patience: int | None,
+             warmup_epochs: int) -> tuple[bool, bool]:
+        """One epoch's decisions, shared by the worker and the benchmarks: (new best, stop
+        early: no improvement for ``patience`` epochs after the pruner's warm-up)."""
+        is_best = self.update(epoch, value, min_delta)
+        return is_best, bool(patience) and epoch > warmup_epochs and (
+            self.since_improvement >= patience)
+
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv == ["--warm"]:
+        argv = _wait_warm()
+        if not argv:  # the study ended (or died) before handing a trial over
+            return EXIT_OK
     if len(argv) != 1:
         print("usage: python -m gg_optuna_helpers.worker SPEC_JSON", file=sys.stderr)
         return 2
     spec = TrialSpec.read(argv[0])
     _watch(Path(spec.trial_dir), int(os.environ.get("GG_OPTUNA_PARENT_PID", "0")))
-    if os.environ.get("GG_OPTUNA_THREADS"):
-        torch.set_num_threads(int(os.environ["GG_OPTUNA_THREADS"]))
+    _threads()
     try:
         return _train(spec)
     except KeyboardInterrupt:
@@ -81,7 +97,13 @@ def _train(spec: TrialSpec) -> int:
                      resumed=bool(progress.history))
         for record in progress.history:  # re-report what the checkpoint already knew
             append_event(trial_dir, **record, replayed=True)
-        reason = _epochs(trainer, spec, progress)
+        try:
+            reason = _epochs(trainer, spec, progress)
+        except KeyboardInterrupt:  # STOP (pruned) or SIGTERM: keep the best epoch's preview
+            _preview_best(trainer, trial_dir, progress, reload=True)
+            raise
+        _preview_best(trainer, trial_dir, progress, reload=reason == "diverged"
+                      or progress.best_epoch != progress.next_epoch - 1)
     except DamagedCheckpoint as e:
         append_event(trial_dir, event="end", reason="crashed", message=str(e))
         return EXIT_CRASHED
@@ -108,6 +130,7 @@ def _train(spec: TrialSpec) -> int:
 def _epochs(trainer, spec: TrialSpec, progress: Progress) -> str:
     """Train the remaining epochs; return the end reason."""
     trial_dir = Path(spec.trial_dir)
+    previewed = time.monotonic()
     for epoch in range(progress.next_epoch, spec.max_epochs + 1):
         start = time.perf_counter()
         train = trainer.train_epoch(epoch)
@@ -121,21 +144,50 @@ def _epochs(trainer, spec: TrialSpec, progress: Progress) -> str:
             return "diverged"
         record = {"event": "epoch", "epoch": epoch, "value": value, "parts": parts,
                   "train": train, "seconds": time.perf_counter() - start}
-        is_best = progress.update(epoch, value, spec.min_delta)
+        is_best, stop = progress.step(epoch, value, min_delta=spec.min_delta,
+                                      patience=spec.patience, warmup_epochs=spec.warmup_epochs)
         progress.history.append(record)
         _save(trainer, spec, progress, trial_dir / LAST)
         if is_best:
             _save(trainer, spec, progress, trial_dir / BEST)
-            trainer.preview(trial_dir / PREVIEW)
+            if time.monotonic() - previewed >= PREVIEW_EVERY_S:
+                trainer.preview(trial_dir / PREVIEW)
+                previewed = time.monotonic()
         append_event(trial_dir, **record)
-        if (spec.patience and epoch > spec.warmup_epochs
-                and progress.since_improvement >= spec.patience):
+        if stop:
             return "early_stop"
     return "done"
 
 
 class DamagedCheckpoint(Exception):
     """No checkpoint of the trial could be read; the message names each file."""
+
+
+def _preview_best(trainer, trial_dir: Path, progress: Progress, *, reload: bool) -> None:
+    """Render the best epoch's preview once training is over; ``reload``: from ``best.pt``
+    (the trainer has moved past its best epoch)."""
+    best = trial_dir / BEST
+    if not progress.best_epoch or not best.exists():
+        return
+    if reload:
+        trainer.load_state_dict(torch.load(best, map_location="cpu", weights_only=False)["trainer"])
+    trainer.preview(trial_dir / PREVIEW)
+
+
+def _wait_warm() -> list[str]:
+    """``--warm``: pay torch's start-up now (its first optimizer imports ``torch._dynamo``),
+    then wait for a spec path on stdin; this process's output then goes to that trial's log."""
+    _die_with_parent()
+    _threads()  # before torch's first work, as a cold worker
+    torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+    line = sys.stdin.readline().strip()
+    if not line:
+        return []
+    log = os.open(Path(line).parent / LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    os.close(log)
+    return [line]
 
 
 def _resume(trainer, spec: TrialSpec) -> Progress:
@@ -204,11 +256,20 @@ def _is_disk_full(e: BaseException | None) -> bool:
     return any(isinstance(x, OSError) and x.errno == errno.ENOSPC for x in _chain(e))
 
 
+def _threads() -> None:
+    if os.environ.get("GG_OPTUNA_THREADS"):
+        torch.set_num_threads(int(os.environ["GG_OPTUNA_THREADS"]))
+
+
+def _die_with_parent() -> None:
+    if sys.platform.startswith("linux"):  # the kernel kills us when the parent dies
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
 def _watch(trial_dir: Path, parent_pid: int) -> None:
     """Stop cleanly on STOP or SIGTERM; die with the parent (no orphan keeps the GPU)."""
     signal.signal(signal.SIGTERM, lambda *_: _thread.interrupt_main())
-    if sys.platform.startswith("linux"):  # the kernel kills us when the parent dies
-        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    _die_with_parent()
 
     def poll() -> None:
         while True:

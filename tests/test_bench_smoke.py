@@ -15,6 +15,8 @@ pytestmark = pytest.mark.slow
 
 # each benchmark script once, with what it must print: its ratio lines
 PRINTS = {
+    "time_to_quality": ["time to `none`'s best", "regret at 25% of T", "trials (median)",
+                        "target:"],
     "pruning": ["epochs vs none", "regret", "time vs none", "target:"],
     "search": ["trials to reach random's", "best vs baseline", "best vs random's best",
                "target:"],
