@@ -12,14 +12,13 @@ import signal
 import socket
 import subprocess
 import sys
-import types
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import optuna
 import pytest
-from pyngrok import conf, ngrok
+from pyngrok import conf
 
 from gg_optuna_helpers.dashboard import DEFAULT_PORT, ngrok_options, serve_dashboard
 from gg_optuna_helpers.errors import ConfigError

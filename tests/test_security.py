@@ -5,7 +5,6 @@ options themselves are tested in tests/test_dashboard.py.)"""
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import signal
