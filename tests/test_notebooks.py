@@ -89,7 +89,7 @@ def test_the_forms_offer_the_tunnel_the_meshhead_study_and_the_study_name():
         assert "setup_backend(BACKEND," in cells[at].source  # a no-op unless gazegaussian
         assert cells[at - 1].source.startswith("## 4. Set up the real backend")
         settings = next(c.source for c in cells if c.source.startswith("## 2. Settings"))
-        assert all(f"`{p}`" in settings for p in ("asha", "patient", "hyperband", "median"))
+        assert all(f"`{p}`" in settings for p in ("asha", "patient", "hyperband", "median", "curve"))
 
 
 def test_the_real_backend_setup_cell_is_a_no_op_on_mini_and_refuses_in_one_sentence(tmp_path):
