@@ -84,6 +84,9 @@ def _study_args(p: argparse.ArgumentParser) -> None:
                    help="seconds; a trial silent for 3 intervals is re-queued (default: %(default)s)")
     p.add_argument("--backend-option", action="append", default=[], metavar="KEY=VALUE",
                    help="e.g. repo=/content/GazeGaussian, data=/content/data")
+    p.add_argument("--no-warm-worker", action="store_true",
+                   help="start each trial's process only when the trial starts (default: the "
+                        "next one is started and warmed while the current one trains)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -156,7 +159,8 @@ def _config(args: argparse.Namespace, stage: str):
         backend_options=_key_values(args.backend_option, "--backend-option"),
         meshhead_study=getattr(args, "meshhead_study", None),
         change_meshhead=getattr(args, "change_meshhead", False),
-        heartbeat_interval=args.heartbeat_interval, show_progress_bar=not args.quiet)
+        heartbeat_interval=args.heartbeat_interval, show_progress_bar=not args.quiet,
+        warm_worker=not args.no_warm_worker)
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -35,10 +35,12 @@ def start_workers(n: int, storage: str, results: Path, *, study: str,
                   trials: int) -> list[subprocess.Popen]:
     """``n`` copies of the same command, started together, each in its own session. Heartbeats
     every 2 s (a trial is stale after 6 s): two cores for up to eight processes never starve a
-    live worker's heartbeat that long, and a joining worker waits at most 8 s."""
+    live worker's heartbeat that long, and a joining worker waits at most 8 s. No warm worker:
+    each would add a process importing torch beside every training trial (twice the processes
+    on two cores; a starved heartbeat once failed a live trial here)."""
     args = ["run", "--stage", "meshhead", "--storage", storage, "--results-dir", str(results),
             "--study-name", study, "--n-trials", str(trials), "--max-epochs", "2",
-            "--pruner", "none", "--patience", "0", "--heartbeat-interval", "2",
+            "--pruner", "none", "--patience", "0", "--heartbeat-interval", "2", "--no-warm-worker",
             "--quiet", "--set", "lr=1e-4:2e-3"]  # a range that never diverges: no failures
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     return [subprocess.Popen(["python", "-m", "gg_optuna_helpers", *args], cwd=ROOT, env=env,
@@ -75,7 +77,9 @@ def check_total(study: optuna.Study, outputs: list[str],
     assert all(t.state.name == "FAIL" and t.user_attrs.get("epochs", 0) == 0 for t in surplus)
     trials = [t for t in trials if t not in surplus]
     states = [t.state.name for t in trials]
-    assert set(states) == {"COMPLETE"}, states  # nothing else failed, running or waiting
+    odd = [(t.number, t.state.name, t.user_attrs.get("failure"), t.system_attrs.get("failed_trial"))
+           for t in trials if t.state.name != "COMPLETE"]
+    assert set(states) == {"COMPLETE"}, odd  # nothing else failed, running or waiting
     assert len(trials) == total
     # each trial was run by exactly one worker
     per_worker = [logged_trials(out) for out in outputs]
