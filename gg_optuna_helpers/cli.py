@@ -58,6 +58,14 @@ def _storage_args(p: argparse.ArgumentParser, study: bool = True) -> None:
         p.add_argument("--study-name", required=True, help="the study to read")
 
 
+def _backend_option_arg(p: argparse.ArgumentParser, help: str) -> None:
+    p.add_argument("--backend-option", action="append", default=[], metavar="KEY=VALUE", help=help)
+
+
+def _backend_options(args: argparse.Namespace) -> dict:
+    return _key_values(args.backend_option, "--backend-option")
+
+
 def _study_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", default="mini", choices=["mini", "gazegaussian"],
                    help="mini: embedded CPU-fast stand-in; gazegaussian: a real checkout "
@@ -82,8 +90,7 @@ def _study_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: %(default)s)")
     p.add_argument("--heartbeat-interval", type=int, default=10,
                    help="seconds; a trial silent for 3 intervals is re-queued (default: %(default)s)")
-    p.add_argument("--backend-option", action="append", default=[], metavar="KEY=VALUE",
-                   help="e.g. repo=/content/GazeGaussian, data=/content/data")
+    _backend_option_arg(p, "e.g. repo=/content/GazeGaussian, data=/content/data")
     p.add_argument("--no-warm-worker", action="store_true",
                    help="start each trial's process only when the trial starts (default: the "
                         "next one is started and warmed while the current one trains)")
@@ -129,9 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-repo", help="check a GazeGaussian checkout before a study")
     check.add_argument("repo", help="path of the GazeGaussian checkout")
     check.add_argument("--data", help="the ETH-XGaze data folder")
-    check.add_argument("--backend-option", action="append", default=[], metavar="KEY=VALUE",
-                       help="the same backend options as `run` (val_data, val_split, opt.NAME, "
-                            "...), so the timing run is the trials' configuration")
+    _backend_option_arg(check, "the same backend options as `run` (val_data, val_split, "
+                               "opt.NAME, ...), so the timing run is the trials' configuration")
     check.add_argument("--time-iters", type=int, default=3,
                        help="iterations of each stage to time (0: no timing run) "
                             "(default: %(default)s)")
@@ -156,7 +162,7 @@ def _config(args: argparse.Namespace, stage: str):
         epoch_timeout=args.epoch_timeout, patience=args.patience or None,
         min_delta=args.min_delta, device=args.device,
         edits=dict(parse_edit(e) for e in getattr(args, "set", [])),
-        backend_options=_key_values(args.backend_option, "--backend-option"),
+        backend_options=_backend_options(args),
         meshhead_study=getattr(args, "meshhead_study", None),
         change_meshhead=getattr(args, "change_meshhead", False),
         heartbeat_interval=args.heartbeat_interval, show_progress_bar=not args.quiet,
@@ -227,7 +233,7 @@ def cmd_check_repo(args: argparse.Namespace) -> int:
     from .backends.gazegaussian.check import check_repo
 
     report = check_repo(args.repo, args.data,
-                        options=_key_values(args.backend_option, "--backend-option"),
+                        options=_backend_options(args),
                         time_iters=args.time_iters)
     print("\n".join(report.lines()))
     if report.ok:
