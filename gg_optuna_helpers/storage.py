@@ -155,6 +155,37 @@ def open_storage(
     return _open_to_write(folder, study_name, base, beat, snapshot_every, lease_timeout)
 
 
+def optuna_storage(storage: StudyStorage | BaseStorage | str | os.PathLike,
+                   study_name: str | None = None) -> BaseStorage:
+    """The Optuna storage behind any storage argument the package's public functions take.
+
+    ``storage``: a folder (opened to read; with ``study_name``, that study's file), a database
+    URL, an opened :class:`StudyStorage`, or an Optuna storage (used as it is). Anything else is
+    a one-sentence ConfigError.
+    """
+    if isinstance(storage, StudyStorage):
+        return storage.storage_for(study_name) if study_name else storage.all_studies()
+    if isinstance(storage, BaseStorage):
+        return storage
+    if isinstance(storage, (str, os.PathLike)) and os.fspath(storage).strip():
+        return open_storage(storage, study_name=study_name, read_only=True).rdb
+    raise ConfigError(f"A storage must be a results folder, a database URL or an opened storage, "
+                      f"but got {type(storage).__name__} {storage!r}: pass e.g. 'gg_results' or "
+                      "'postgresql://user@host/db'.")
+
+
+def open_study(storage: StudyStorage | BaseStorage | str | os.PathLike,
+               study_name: str) -> optuna.Study:
+    """An existing study, opened to read from any storage form; or say which studies exist."""
+    rdb = optuna_storage(storage, study_name)
+    try:
+        return optuna.load_study(study_name=study_name, storage=rdb)
+    except KeyError:
+        names = [s.study_name for s in optuna.get_all_study_summaries(rdb)]
+        raise StudyNotFound(f"No study named {study_name!r} in this storage; it holds "
+                            f"{', '.join(map(repr, names)) or 'no studies'}.") from None
+
+
 def check_url(url: str, *, read_only: bool = False) -> str:
     """``url`` if Optuna can keep a study there, else a one-sentence ConfigError."""
     scheme = url.split("://", 1)[0].split("+", 1)[0]
