@@ -11,16 +11,22 @@ import sys
 from pathlib import Path
 
 
+from . import StudyConfig
+from .backends import BACKENDS, STAGES
+from .dashboard import DEFAULT_PORT, TUNNELS
 from .errors import ConfigError
-from .study import log_to_stdout
+from .layout import DEFAULT_FOLDER, Results, check_study_name, default_study_name
 from .presets import PRUNERS, SAMPLERS
-from .spaces import parse_edit
 from .setup_repo import command as setup_repo_command
+from .spaces import parse_edit
+from .study import log_to_stdout
+from .values import parse_assignments
 
 DESCRIPTION = """Optuna hyperparameter search for the GazeGaussian pipeline.
 Typical session: `run --stage meshhead`, then `run --stage gazegaussian` (it picks up the best
 MeshHead), then `report`. Re-run the same `run` command after a disconnect: it finishes only
 what is left and resumes the interrupted trial from its last epoch."""
+DEMO_TRIALS = DEMO_EPOCHS = 10
 
 
 class _Parser(argparse.ArgumentParser):
@@ -28,30 +34,8 @@ class _Parser(argparse.ArgumentParser):
         raise ConfigError(f"{self.prog}: {message} (see --help)")
 
 
-def _key_values(items: list[str], what: str) -> dict:
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"{what} takes key=value, but got {item!r}.")
-        out[key] = _guess(value)
-    return out
-
-
-def _guess(value: str):
-    """'3' -> 3, '0.5' -> 0.5, 'true' -> True, anything else stays a string."""
-    if value.lower() in ("true", "false"):
-        return value.lower() == "true"
-    for cast in (int, float):
-        try:
-            return cast(value)
-        except ValueError:
-            pass
-    return value
-
-
 def _storage_args(p: argparse.ArgumentParser, study: bool = True) -> None:
-    p.add_argument("--storage", default="gg_results",
+    p.add_argument("--storage", default=StudyConfig.storage,
                    help="a folder (live SQLite kept locally, snapshots here; e.g. a Drive "
                         "folder), or a sqlite:///PATH or postgresql://... URL (default: %(default)s)")
     if study:
@@ -63,32 +47,36 @@ def _backend_option_arg(p: argparse.ArgumentParser, help: str) -> None:
 
 
 def _backend_options(args: argparse.Namespace) -> dict:
-    return _key_values(args.backend_option, "--backend-option")
+    return parse_assignments(args.backend_option, what="--backend-option")
 
 
 def _study_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--backend", default="mini", choices=["mini", "gazegaussian"],
+    p.add_argument("--backend", default=StudyConfig.backend, choices=list(BACKENDS),
                    help="mini: embedded CPU-fast stand-in; gazegaussian: a real checkout "
                         "(needs --backend-option repo=PATH) (default: %(default)s)")
     _storage_args(p, study=False)
     p.add_argument("--results-dir", help="trial folders and checkpoints (default: the storage "
-                                         "folder, or ./gg_results for a URL)")
-    p.add_argument("--n-trials", type=int, default=20,
+                                         "folder, or ./{DEFAULT_FOLDER} for a URL)")
+    p.add_argument("--n-trials", type=int, default=StudyConfig.n_trials,
                    help="finished trials in total, across restarts (default: %(default)s)")
-    p.add_argument("--max-epochs", type=int, default=20, help="epochs per trial (default: %(default)s)")
-    p.add_argument("--pruner", default="median", choices=list(PRUNERS), help="(default: %(default)s)")
-    p.add_argument("--sampler", default="tpe", choices=list(SAMPLERS), help="(default: %(default)s)")
-    p.add_argument("--seed", type=int, default=42, help="(default: %(default)s)")
+    p.add_argument("--max-epochs", type=int, default=StudyConfig.max_epochs,
+                   help="epochs per trial (default: %(default)s)")
+    p.add_argument("--pruner", default=StudyConfig.pruner, choices=list(PRUNERS),
+                   help="(default: %(default)s)")
+    p.add_argument("--sampler", default=StudyConfig.sampler, choices=list(SAMPLERS),
+                   help="(default: %(default)s)")
+    p.add_argument("--seed", type=int, default=StudyConfig.seed, help="(default: %(default)s)")
     p.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
     p.add_argument("--trial-timeout", type=float, help="fail a trial running longer (seconds)")
     p.add_argument("--epoch-timeout", type=float,
                    help="fail a trial with no finished epoch for this long (a hang), seconds")
-    p.add_argument("--patience", type=int, default=5,
+    p.add_argument("--patience", type=int, default=StudyConfig.patience,
                    help="early stopping: epochs without improvement (0: off) (default: %(default)s)")
-    p.add_argument("--min-delta", type=float, default=0.0, help="early stopping: smallest "
-                                                                "improvement that counts")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: %(default)s)")
-    p.add_argument("--heartbeat-interval", type=int, default=10,
+    p.add_argument("--min-delta", type=float, default=StudyConfig.min_delta,
+                   help="early stopping: smallest improvement that counts")
+    p.add_argument("--device", default=StudyConfig.device,
+                   help="auto, cpu or cuda (default: %(default)s)")
+    p.add_argument("--heartbeat-interval", type=int, default=StudyConfig.heartbeat_interval,
                    help="seconds; a trial silent for 3 intervals is re-queued (default: %(default)s)")
     _backend_option_arg(p, "e.g. repo=/content/GazeGaussian, data=/content/data")
     p.add_argument("--no-warm-worker", action="store_true",
@@ -103,10 +91,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     run = sub.add_parser("run", help="run (or resume) one stage's study")
-    run.add_argument("--stage", required=True, choices=["meshhead", "gazegaussian"])
-    run.add_argument("--study-name", help="default: <backend>_<stage>")
+    run.add_argument("--stage", required=True, choices=list(STAGES))
+    run.add_argument("--study-name", help=f"default: {default_study_name('<backend>', '<stage>')}")
     run.add_argument("--meshhead-study", help="gazegaussian stage: the MeshHead study to take "
-                                              "the best checkpoint from (default: <backend>_meshhead)")
+                                              "the best checkpoint from (default: "
+                                              f"{default_study_name('<backend>', 'meshhead')})")
     run.add_argument("--change-meshhead", action="store_true",
                      help="gazegaussian stage: accept a MeshHead other than the one this study "
                           "was trained on so far")
@@ -127,8 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     _storage_args(dash, study=False)
     dash.add_argument("--study-name", help="show this study live (default: every study of a "
                                            "folder, as it is when the dashboard starts)")
-    dash.add_argument("--port", type=int, default=8081, help="(default: %(default)s)")
-    dash.add_argument("--tunnel", default="auto", choices=["auto", "colab", "ngrok", "none"],
+    dash.add_argument("--port", type=int, default=DEFAULT_PORT, help="(default: %(default)s)")
+    dash.add_argument("--tunnel", default="auto", choices=list(TUNNELS),
                       help="auto: Colab's private proxy on Colab, else local only; ngrok: "
                            "public, with a password (needs NGROK_AUTHTOKEN)")
     dash.add_argument("--artifacts", help="artifact folder (default: <storage>/artifacts)")
@@ -144,16 +133,16 @@ def build_parser() -> argparse.ArgumentParser:
     setup_repo_command.add_parser(sub)
 
     demo = sub.add_parser("demo", help="both studies and the report on the mini backend")
-    demo.add_argument("--results-dir", default="gg_results", help="(default: %(default)s)")
-    demo.add_argument("--n-trials", type=int, default=10, help="per stage (default: %(default)s)")
-    demo.add_argument("--max-epochs", type=int, default=10, help="(default: %(default)s)")
+    demo.add_argument("--results-dir", default=DEFAULT_FOLDER, help="(default: %(default)s)")
+    demo.add_argument("--n-trials", type=int, default=DEMO_TRIALS,
+                      help="per stage (default: %(default)s)")
+    demo.add_argument("--max-epochs", type=int, default=DEMO_EPOCHS,
+                      help="(default: %(default)s)")
     demo.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
 
-def _config(args: argparse.Namespace, stage: str):
-    from .study import StudyConfig
-
+def _config(args: argparse.Namespace, stage: str) -> StudyConfig:
     return StudyConfig(
         stage=stage, backend=args.backend, study_name=getattr(args, "study_name", None),
         storage=args.storage, results_dir=args.results_dir, n_trials=args.n_trials,
@@ -177,35 +166,30 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from .status import format_status, load_study, study_status
+    from .status import format_status, study_status
+    from .storage import open_study
 
-    status = study_status(load_study(args.storage, args.study_name))
+    status = study_status(open_study(args.storage, args.study_name))
     print(json.dumps(status, indent=2) if args.json else format_status(status))
     return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .layout import check_study_name
-    from .storage import check_writable_dir, open_storage
+    from .storage import check_writable_dir
 
     name = check_study_name(args.study_name)
-    out = Path(args.out or _results_folder(args.storage) / f"report_{name}")
+    out = Path(args.out or Results.of(args.storage).report_dir(name))
     check_writable_dir(out, "report folder")
-    storage = open_storage(args.storage, study_name=name, read_only=True)  # names a wrong study
-    _report(storage, name, out)
+    _report(args.storage, name, out)
     return 0
 
 
-def _results_folder(storage: str) -> Path:
-    """The run command's default results folder for ``--storage`` (never a path made of a URL,
-    which would write its password into folder names)."""
-    return Path("gg_results" if "://" in storage else storage)
-
-
-def _report(storage, study_name: str, out) -> None:
+def _report(storage: str, study_name: str, out: Path) -> None:
     from .analysis import format_summary, write_report
+    from .storage import optuna_storage
 
-    path = write_report(storage.rdb, study_name, out)
+    rdb = optuna_storage(storage, study_name)  # a wrong study name: which ones exist
+    path = write_report(rdb, study_name, out)
     summary = json.loads(path.read_text())
     print(format_summary(summary))
     if summary["plots"]["note"]:  # e.g. no Chrome, so HTML plots only
@@ -219,13 +203,13 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 
     if not 1 <= args.port <= 65535:
         raise ConfigError(f"--port must be from 1 to 65535, but got {args.port}.")
-    artifacts = args.artifacts or str(_results_folder(args.storage) / "artifacts")
-    if Path(artifacts).exists() and not Path(artifacts).is_dir():
+    artifacts = Path(args.artifacts or Results.of(args.storage).artifacts)
+    if artifacts.exists() and not artifacts.is_dir():
         raise ConfigError(f"The artifact folder {artifacts} is a file: pass a folder "
                           "(--artifacts).")
     storage = open_storage(args.storage, study_name=args.study_name, read_only=True)
-    run_dashboard_forever(storage.rdb, artifact_dir=artifacts, port=args.port,
-                          tunnel=args.tunnel)
+    run_dashboard_forever(storage, study_name=args.study_name, artifact_dir=artifacts,
+                          port=args.port, tunnel=args.tunnel)
     return 0
 
 
@@ -245,15 +229,14 @@ def cmd_check_repo(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .storage import open_storage
-    from .study import StudyConfig, run_study
+    from .study import run_study
 
-    for stage in ("meshhead", "gazegaussian"):
+    for stage in STAGES:
         study = run_study(StudyConfig(stage=stage, storage=args.results_dir,
                                       n_trials=args.n_trials, max_epochs=args.max_epochs,
                                       show_progress_bar=not args.quiet))
-        _report(open_storage(args.results_dir, study_name=study.study_name, read_only=True),
-                study.study_name, Path(args.results_dir) / f"report_{study.study_name}")
+        _report(args.results_dir, study.study_name,
+                Results.of(args.results_dir).report_dir(study.study_name))
     return 0
 
 

@@ -10,12 +10,7 @@ import os
 import sys
 from pathlib import Path
 
-from .errors import ConfigError
-
-CHROME_ENV = "GG_OPTUNA_CHROME"
-"""A Chrome/Chromium path for PNG export, or ``none`` to write HTML plots only."""
-
-_NO_CHROME = ("none", "off", "no", "0", "false")
+from .layout import DEFAULT_FOLDER
 
 
 def is_colab() -> bool:
@@ -25,16 +20,17 @@ def is_colab() -> bool:
 
 
 def mount_drive(path: str | os.PathLike = "/content/drive") -> Path:
-    """A folder that outlives the runtime: Google Drive on Colab, ``./gg_results`` elsewhere."""
+    """A folder that outlives the runtime: ``MyDrive/gg_results`` on Colab (Drive mounted at
+    ``path``), ``./gg_results`` elsewhere (``layout.DEFAULT_FOLDER``)."""
     if is_colab():
         # Colab: mount Drive (asks for consent once; re-running is safe) and use MyDrive.
         from google.colab import drive
 
         drive.mount(str(path))
-        folder = Path(path) / "MyDrive" / "gg_results"
+        folder = Path(path) / "MyDrive" / DEFAULT_FOLDER
     else:
         # A terminal, CI or a local Jupyter: the disk is already durable.
-        folder = Path.cwd() / "gg_results"
+        folder = Path.cwd() / DEFAULT_FOLDER
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 
@@ -53,56 +49,3 @@ def get_secret(name: str) -> str | None:
         return userdata.get(name) or None
     except (userdata.SecretNotFoundError, userdata.NotebookAccessError):
         return None
-
-
-def find_chrome(path: str | os.PathLike | None = None) -> str | None:
-    """The Chrome/Chromium kaleido would use, or None when PNG export is off or impossible.
-
-    Order: ``path``; the ``GG_OPTUNA_CHROME`` variable (a path, or ``none`` for HTML only);
-    then kaleido's own search (its downloaded copy, ``BROWSER_PATH``, chrome/chromium on PATH
-    and the usual install places).
-    """
-    chosen = os.fspath(path) if path is not None else os.environ.get(CHROME_ENV, "").strip()
-    if chosen.lower() in _NO_CHROME:
-        # Explicitly switched off (tests, machines where Chrome misbehaves).
-        return None
-    if chosen:
-        # Explicitly chosen: a wrong path is a mistake worth saying, not a silent fallback.
-        if not _is_exe(chosen):
-            raise ConfigError(
-                f"No executable Chrome at {chosen!r}: fix the path, or set {CHROME_ENV}=none "
-                "to write HTML plots only."
-            )
-        return chosen
-    # Kaleido's own order, through the library it uses to start Chrome.
-    from choreographer.browsers.chromium import Chromium
-
-    found = Chromium.find_browser(skip_local=False)
-    return found if found and _is_exe(found) else None
-
-
-def ensure_chrome() -> str | None:
-    """A Chrome for kaleido: the one found, or on Colab a freshly downloaded Chrome for Testing."""
-    found = find_chrome()
-    if found or os.environ.get(CHROME_ENV, "").strip().lower() in _NO_CHROME:
-        return found
-    if not is_colab():
-        # Elsewhere installing a browser is the user's call (apt-get install chromium).
-        return None
-    # Colab: Ubuntu's chromium-browser is a snap stub, so fetch Chrome for Testing (~150 MB).
-    import kaleido
-
-    return os.fspath(kaleido.get_chrome_sync())
-
-
-def chrome_hint() -> str:
-    """One line saying how to get a Chrome for PNG export here."""
-    if is_colab():
-        return ("no Chrome for PNG export: run `!plotly_get_chrome -y` "
-                "(or gg_optuna_helpers.colab.ensure_chrome()) and export again")
-    return ("no Chrome for PNG export: install one (Debian/Ubuntu: `apt-get install chromium`; "
-            "anywhere: `plotly_get_chrome -y`) or set BROWSER_PATH, then export again")
-
-
-def _is_exe(path: str) -> bool:
-    return os.path.isfile(path) and os.access(path, os.X_OK)

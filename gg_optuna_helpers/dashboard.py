@@ -27,6 +27,7 @@ import optuna
 
 from .colab import get_secret, is_colab
 from .errors import ConfigError
+from .storage import StudyStorage, optuna_storage
 from .tunnel import Opened, ngrok_options, open_ngrok
 
 __all__ = ["DEFAULT_PORT", "Dashboard", "ngrok_options", "run_dashboard_forever",
@@ -36,6 +37,7 @@ HOST = "127.0.0.1"
 DEFAULT_PORT = 8081  # Colab reports 8080 busy
 TOKEN_NAME = "NGROK_AUTHTOKEN"
 TUNNELS = ("auto", "colab", "ngrok", "none")
+Storage = StudyStorage | optuna.storages.BaseStorage | str | os.PathLike
 _SERVING: dict[int, tuple[str, str, Dashboard]] = {}  # port -> (storage key, tunnel, dashboard)
 
 
@@ -85,12 +87,14 @@ class Dashboard:
         self.stop()
 
 
-def serve_dashboard(storage: str | optuna.storages.BaseStorage, *,
+def serve_dashboard(storage: Storage, *, study_name: str | None = None,
                     artifact_dir: str | os.PathLike | None = None, port: int = DEFAULT_PORT,
                     tunnel: str = "auto") -> Dashboard:
     """Serve optuna-dashboard from a daemon thread on 127.0.0.1:``port`` and print its link.
 
-    ``artifact_dir``: the runner's ``FileSystemArtifactStore`` folder (previews, checkpoints).
+    ``storage``: any storage form (a folder, a URL, a :class:`StudyStorage`, an Optuna
+    storage); a folder shows ``study_name`` live, or every study as it is when the dashboard
+    starts. ``artifact_dir``: the runner's ``FileSystemArtifactStore`` folder (previews, checkpoints).
     ``tunnel``: ``"auto"`` (Colab's private proxy on Colab, else this machine only),
     ``"colab"``, ``"ngrok"`` (public, with basic auth; needs ``NGROK_AUTHTOKEN``) or ``"none"``.
     A dashboard this process already serves on ``port`` is reused when the storage and tunnel
@@ -101,11 +105,12 @@ def serve_dashboard(storage: str | optuna.storages.BaseStorage, *,
     if tunnel == "colab" and not is_colab():
         raise ConfigError("tunnel='colab' works only inside Google Colab: use tunnel='ngrok' "
                           "(needs an ngrok authtoken) or tunnel='none' here.")
-    key = _storage_key(storage)
+    rdb = optuna_storage(storage, study_name, writable=True)  # a wrong form: one sentence
+    key = _storage_key(storage, study_name)
     reused = _reuse(port, key, tunnel)
     if reused is not None:
         return reused
-    dash = _start(storage, artifact_dir, port)
+    dash = _start(rdb, artifact_dir, port)
     try:
         _link(dash, port, tunnel)
     except BaseException:
@@ -116,11 +121,17 @@ def serve_dashboard(storage: str | optuna.storages.BaseStorage, *,
     return dash
 
 
-def run_dashboard_forever(storage: str | optuna.storages.BaseStorage, *,
+def run_dashboard_forever(storage: Storage, *, study_name: str | None = None,
                           artifact_dir: str | os.PathLike | None = None,
                           port: int = DEFAULT_PORT, tunnel: str = "auto") -> None:
-    """Serve the dashboard (as :func:`serve_dashboard`) until Ctrl-C, for a terminal."""
-    dash = serve_dashboard(storage, artifact_dir=artifact_dir, port=port, tunnel=tunnel)
+    """Serve the dashboard (as :func:`serve_dashboard`) until Ctrl-C, for a terminal.
+
+    Not ``optuna_dashboard.run_server``: that one blocks in ``serve_forever``, so the ngrok
+    tunnel could not be checked against the running server before its link is shown, and it
+    logs every request.
+    """
+    dash = serve_dashboard(storage, study_name=study_name, artifact_dir=artifact_dir, port=port,
+                           tunnel=tunnel)
     try:
         print("Press Ctrl-C to stop.")
         while dash.running:
@@ -131,9 +142,11 @@ def run_dashboard_forever(storage: str | optuna.storages.BaseStorage, *,
         dash.stop()
 
 
-def _storage_key(storage: Any) -> str:
+def _storage_key(storage: Any, study_name: str | None) -> str:
     """What identifies a storage across re-runs of a cell (a fresh object each time)."""
-    return str(storage if isinstance(storage, str) else getattr(storage, "url", id(storage)))
+    where = os.fspath(storage) if isinstance(storage, (str, os.PathLike)) else getattr(
+        storage, "url", id(storage))
+    return f"{where} {study_name}"
 
 
 def _reuse(port: int, key: str, tunnel: str) -> Dashboard | None:
@@ -205,17 +218,14 @@ def _in_kernel() -> bool:
     return getattr(get_ipython(), "kernel", None) is not None
 
 
-def _start(storage: Any, artifact_dir: str | os.PathLike | None, port: int) -> Dashboard:
+def _start(storage: optuna.storages.BaseStorage, artifact_dir: str | os.PathLike | None,
+           port: int) -> Dashboard:
     import optuna_dashboard
 
     store = None
     if artifact_dir is not None:
         Path(artifact_dir).mkdir(parents=True, exist_ok=True)
         store = optuna.artifacts.FileSystemArtifactStore(str(artifact_dir))
-    if isinstance(storage, str) and storage.startswith("sqlite"):
-        # Wait for the study's writes instead of failing with "database is locked".
-        storage = optuna.storages.RDBStorage(storage,
-                                             engine_kwargs={"connect_args": {"timeout": 30}})
     app = optuna_dashboard.wsgi(storage, artifact_store=store)
     try:
         httpd = make_server(HOST, port, app, server_class=_Server, handler_class=_QuietHandler)

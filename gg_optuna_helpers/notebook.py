@@ -11,16 +11,17 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from . import StudyConfig
 from .colab import is_colab, mount_drive
-from .dashboard import DEFAULT_PORT, Dashboard, serve_dashboard
+from .dashboard import DEFAULT_PORT, Dashboard, Storage, serve_dashboard
 from .errors import ConfigError, GGOptunaError
-from .study import StudyConfig
+from .layout import Results, default_study_name, is_url
 
 QUICK_TEST_TRIALS = 5
 
 
 def results_folder(path: str | os.PathLike = "") -> Path:
-    """The durable folder: ``path`` when given, else Drive on Colab, else ./gg_results."""
+    """The durable folder: ``path`` when given, else :func:`~.colab.mount_drive`'s."""
     if not str(path):
         return mount_drive()
     folder = Path(path).expanduser()
@@ -30,15 +31,15 @@ def results_folder(path: str | os.PathLike = "") -> Path:
 
 def form_study_name(backend: str, stage: str, name: str = "", *, quick_test: bool = False) -> str:
     """A form's study name: ``name`` or ``<backend>_<stage>``, with ``_test`` for a quick test."""
-    return (name or f"{backend}_{stage}") + ("_test" if quick_test else "")
+    return (name or default_study_name(backend, stage)) + ("_test" if quick_test else "")
 
 
-def notebook_config(stage: str, *, results: str | os.PathLike, backend: str = "mini",
-                    repo: str = "", data: str = "", study_name: str = "",
-                    meshhead_study: str = "", change_meshhead: bool = False,
-                    n_trials: int = 20, max_epochs: int = 20, pruner: str = "median",
-                    sampler: str = "tpe", timeout_hours: float = 0,
-                    quick_test: bool = False) -> StudyConfig:
+def notebook_config(stage: str, *, results: str | os.PathLike,
+                    backend: str = StudyConfig.backend, repo: str = "", data: str = "",
+                    study_name: str = "", meshhead_study: str = "", change_meshhead: bool = False,
+                    n_trials: int = StudyConfig.n_trials, max_epochs: int = StudyConfig.max_epochs,
+                    pruner: str = StudyConfig.pruner, sampler: str = StudyConfig.sampler,
+                    timeout_hours: float = 0, quick_test: bool = False) -> StudyConfig:
     """A checked study configuration from a notebook's parameter cell.
 
     ``quick_test`` runs 5 trials in a separate ``..._test`` study first, as the guide advises.
@@ -71,13 +72,13 @@ def setup_backend(backend: str, *, variant: str, commit: str = "", repo: str,
     return str(report.repo), str(report.data or data)
 
 
-def start_dashboard(storage: str | os.PathLike, *, artifacts: str | os.PathLike | None = None,
+def start_dashboard(storage: Storage, *, artifacts: str | os.PathLike | None = None,
                     tunnel: str = "colab", port: int = DEFAULT_PORT,
                     study_name: str | None = None) -> Dashboard:
-    """The live dashboard of ``storage`` (the results folder, or a database URL); a running one
-    is reused, so Run all is safe.
+    """The live dashboard of ``storage`` (the results folder, a database URL or any storage
+    :func:`~.dashboard.serve_dashboard` takes); a running one is reused, so Run all is safe.
 
-    ``artifacts``: the trial previews' folder (default: ``<storage folder>/artifacts``).
+    ``artifacts``: the trial previews' folder (default: the results folder's, for a folder).
     ``tunnel``: ``colab`` (private proxy link and the dashboard embedded in the cell), ``ngrok``
     (public, password-protected, needs NGROK_AUTHTOKEN) or ``none``. Outside Colab, ``colab``
     means this machine only. ``study_name``: show that study live (a folder otherwise shows
@@ -88,19 +89,29 @@ def start_dashboard(storage: str | os.PathLike, *, artifacts: str | os.PathLike 
     if tunnel == "colab" and not is_colab():
         print("Not running in Colab, so no Colab link (set TUNNEL to 'ngrok' for a public one).")
         tunnel = "none"
-    if artifacts is None and "://" not in str(storage):
-        artifacts = Path(storage) / "artifacts"
-    return serve_dashboard(open_storage(storage, study_name=study_name).rdb,
-                           artifact_dir=artifacts, port=port,
+    folder = _folder(storage)
+    if folder is not None:
+        artifacts = artifacts if artifacts is not None else Results.of(folder).artifacts
+        if study_name:  # the study's live copy, which the run in this kernel writes
+            storage = open_storage(folder, study_name=study_name)
+    return serve_dashboard(storage, study_name=study_name, artifact_dir=artifacts, port=port,
                            tunnel=tunnel)
+
+
+def _folder(storage: Storage) -> Path | None:
+    """``storage`` as a results folder path; None for a URL or an opened storage."""
+    if isinstance(storage, (str, os.PathLike)) and os.fspath(storage).strip():
+        return None if is_url(storage) else Path(storage)
+    return None
 
 
 def show_status(config: StudyConfig) -> None:
     """Print the progress of ``config``'s study; works at any time, also before it started."""
-    from .status import format_status, load_study, study_status
+    from .status import format_status, study_status
+    from .storage import open_study
 
     try:
-        study = load_study(config.storage, config.study_name)
+        study = open_study(config.storage, config.study_name)
     except ConfigError as e:  # not started yet: say so, do not fail the cell
         print(e)
         return
@@ -114,7 +125,7 @@ def environment_report() -> str:
     import optuna
     import torch
 
-    from .colab import chrome_hint, find_chrome
+    from .chrome import chrome_hint, find_chrome
 
     gpu = (f"{torch.cuda.get_device_name(0)}" if torch.cuda.is_available()
            else "none (fine for the mini backend; the real one needs a GPU runtime)")

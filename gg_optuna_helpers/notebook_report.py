@@ -20,6 +20,7 @@ import optuna
 from optuna.storages import BaseStorage
 
 from .colab import is_colab
+from .layout import Results
 from .notebook import form_study_name
 
 
@@ -67,24 +68,23 @@ def _studies(results: str | os.PathLike, study_names: str, backend: str,
              quick_test: bool) -> tuple[BaseStorage, list[optuna.Study]]:
     """The storage and the named studies found in it; each missing one is said in one line."""
     from .errors import ConfigError
-    from .status import load_study
-    from .storage import open_storage
+    from .storage import open_study, optuna_storage
 
     names = [n.strip() for n in study_names.split(",") if n.strip()] or [
         form_study_name(backend, stage, quick_test=quick_test)
         for stage in ("meshhead", "gazegaussian")]
-    storage = open_storage(results).rdb
+    storage = optuna_storage(results)
     found = []
     for name in names:
         try:
-            found.append(load_study(storage, name))
+            found.append(open_study(storage, name))
         except ConfigError as e:
             print(e)
     return storage, found
 
 
 def _folder(results: str | os.PathLike, study: optuna.Study) -> Path:
-    return Path(results) / f"report_{study.study_name}"
+    return Results.of(results).report_dir(study.study_name)
 
 
 def _best_config_html(folder: Path) -> str:

@@ -19,6 +19,7 @@ import optuna
 
 from .backends.base import Limits
 from .errors import ConfigError
+from .values import parse_value, split_assignment
 
 
 @dataclass(frozen=True)
@@ -245,25 +246,13 @@ SPACES = {"meshhead": MESHHEAD, "gazegaussian": GAZEGAUSSIAN}
 
 def parse_edit(text: str) -> tuple[str, Any]:
     """Parse a command-line edit: ``name=v`` (fixed), ``name=a,b`` (choices), ``name=lo:hi``."""
-    name, sep, raw = text.partition("=")
-    if not sep or not name or not raw:
-        raise ConfigError(f"--set takes name=value, name=a,b,c or name=low:high, but got {text!r}.")
-
-    def num(s: str) -> Any:
-        for cast in (int, float):
-            try:
-                v = cast(s) if s.isascii() else s
-                return v if not (isinstance(v, float) and not math.isfinite(v)) else s
-            except ValueError:
-                pass
-        return s
-
+    name, raw = split_assignment(text, "--set", "name=value, name=a,b,c or name=low:high")
     if ":" in raw:
-        bounds = [num(s.strip()) for s in raw.split(":")]
+        bounds = [parse_value(s) for s in raw.split(":")]
         if len(bounds) != 2 or not all(_number(b) for b in bounds):
             raise ConfigError(f"--set {name} takes a range as low:high with two finite numbers, "
                               f"but got {raw!r}.")
         return name, tuple(bounds)
     if "," in raw:
-        return name, [num(s) for s in raw.split(",") if s]
-    return name, num(raw)
+        return name, [parse_value(s) for s in raw.split(",") if s]
+    return name, parse_value(raw)

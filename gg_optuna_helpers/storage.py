@@ -31,7 +31,8 @@ from optuna.exceptions import ExperimentalWarning
 from optuna.storages import BaseStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
 
 from .errors import ConfigError, StudyNotFound
-from .layout import DB_NAME, LEASE_NAME, check_study_name, legacy_db, study_db, study_names
+from .layout import (DB_NAME, DEFAULT_FOLDER, LEASE_NAME, check_study_name, is_url, legacy_db,
+                     study_db, study_names)
 from .lease import LEASE_TIMEOUT, Lease
 from .sqlite_files import contents, copy_sqlite, covers, keep_only, read_only_url, set_aside
 
@@ -138,9 +139,9 @@ def open_storage(
     ``~/.cache/gg_optuna_helpers``). Dead trials are detected by heartbeat and re-queued with
     their intermediate values.
     """
-    where = os.fspath(where if where is not None else "gg_results")
+    where = os.fspath(where if where is not None else DEFAULT_FOLDER)
     beat = (heartbeat_interval, grace_period, max_retry)
-    if "://" in where:
+    if is_url(where):
         url = check_url(where, read_only=read_only)
         file = _sqlite_file(url)
         rdb = _rdb(read_only_url(file) if read_only and file else url, None if read_only else beat)
@@ -156,22 +157,25 @@ def open_storage(
 
 
 def optuna_storage(storage: StudyStorage | BaseStorage | str | os.PathLike,
-                   study_name: str | None = None) -> BaseStorage:
+                   study_name: str | None = None, *, writable: bool = False) -> BaseStorage:
     """The Optuna storage behind any storage argument the package's public functions take.
 
     ``storage``: a folder (opened to read; with ``study_name``, that study's file), a database
     URL, an opened :class:`StudyStorage`, or an Optuna storage (used as it is). Anything else is
-    a one-sentence ConfigError.
+    a one-sentence ConfigError. ``writable``: a URL is opened so Optuna may write to it (a
+    missing SQLite file is created); a folder is read here all the same, since writing one
+    needs :func:`open_storage`'s lease and snapshots.
     """
     if isinstance(storage, StudyStorage):
         return storage.storage_for(study_name) if study_name else storage.all_studies()
     if isinstance(storage, BaseStorage):
         return storage
     if isinstance(storage, (str, os.PathLike)) and os.fspath(storage).strip():
-        return open_storage(storage, study_name=study_name, read_only=True).rdb
+        read_only = not (writable and is_url(storage))
+        return open_storage(storage, study_name=study_name, read_only=read_only).rdb
     raise ConfigError(f"A storage must be a results folder, a database URL or an opened storage, "
-                      f"but got {type(storage).__name__} {storage!r}: pass e.g. 'gg_results' or "
-                      "'postgresql://user@host/db'.")
+                      f"but got {type(storage).__name__} {storage!r}: pass e.g. "
+                      f"{DEFAULT_FOLDER!r} or 'postgresql://user@host/db'.")
 
 
 def open_study(storage: StudyStorage | BaseStorage | str | os.PathLike,
@@ -246,7 +250,7 @@ def check_folder(where: str | os.PathLike, *, write: bool) -> Path:
     if str(folder).startswith("/content/drive") and not Path("/content/drive/MyDrive").is_dir():
         raise ConfigError(
             f"Google Drive is not mounted, so {folder} is unavailable: run the Drive cell "
-            "(gg_optuna_helpers.mount_drive()) first, or choose a local folder."
+            "(gg_optuna_helpers.colab.mount_drive()) first, or choose a local folder."
         )
     if write:
         check_writable_dir(folder, "storage folder")
@@ -446,7 +450,7 @@ def _stamp(file: Path) -> tuple:
 
 def _redact(url: str) -> str:
     """A URL with its password hidden, for messages and logs."""
-    if "@" in url and "://" in url:
+    if "@" in url and is_url(url):
         scheme, rest = url.split("://", 1)
         creds, host = rest.rsplit("@", 1)
         user = creds.split(":", 1)[0]
@@ -459,4 +463,4 @@ def _first_line(e: BaseException) -> str:
 
 
 __all__ = ["StudyStorage", "check_folder", "check_url", "check_writable_dir", "local_base",
-           "open_storage"]
+           "open_storage", "open_study", "optuna_storage"]

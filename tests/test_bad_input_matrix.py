@@ -21,7 +21,7 @@ import pytest
 
 from conftest import ROOT, cli
 from gg_optuna_helpers import open_storage
-from gg_optuna_helpers.colab import find_chrome
+from gg_optuna_helpers.chrome import find_chrome
 from test_gazegaussian_backend import contract
 from test_study import _start, epochs_logged, run_args, status, trials, wait_for
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from gg_optuna_helpers import colab
+from gg_optuna_helpers import chrome, colab
 from gg_optuna_helpers.errors import ConfigError
 
 CHROMIUM = "/usr/bin/chromium"
@@ -89,15 +89,15 @@ def test_secret_from_colab_userdata_and_its_errors(monkeypatch, fake_colab):
 
 
 def test_chrome_switched_off(monkeypatch):
-    monkeypatch.setenv(colab.CHROME_ENV, "none")
-    assert colab.find_chrome() is None
-    assert colab.ensure_chrome() is None  # and nothing is downloaded
+    monkeypatch.setenv(chrome.CHROME_ENV, "none")
+    assert chrome.find_chrome() is None
+    assert chrome.ensure_chrome() is None  # and nothing is downloaded
 
 
 def test_chrome_wrong_explicit_path(monkeypatch, tmp_path):
-    monkeypatch.setenv(colab.CHROME_ENV, str(tmp_path / "chrome"))
+    monkeypatch.setenv(chrome.CHROME_ENV, str(tmp_path / "chrome"))
     with pytest.raises(ConfigError, match="No executable Chrome at"):
-        colab.find_chrome()
+        chrome.find_chrome()
 
 
 def test_chrome_from_browser_path_like_kaleido(monkeypatch, tmp_path):
@@ -109,25 +109,25 @@ def test_chrome_from_browser_path_like_kaleido(monkeypatch, tmp_path):
     fake = tmp_path / "my-chrome"
     fake.write_text("#!/bin/sh\n")
     fake.chmod(0o755)
-    monkeypatch.delenv(colab.CHROME_ENV, raising=False)
+    monkeypatch.delenv(chrome.CHROME_ENV, raising=False)
     monkeypatch.setenv("BROWSER_PATH", str(fake))
-    assert colab.find_chrome() == str(fake)
+    assert chrome.find_chrome() == str(fake)
 
 
 @pytest.mark.skipif(not os.access(CHROMIUM, os.X_OK),
                     reason="needs Debian chromium at /usr/bin/chromium (apt-get install chromium)")
 def test_chrome_found_on_this_machine(monkeypatch):
-    monkeypatch.delenv(colab.CHROME_ENV, raising=False)
+    monkeypatch.delenv(chrome.CHROME_ENV, raising=False)
     monkeypatch.delenv("BROWSER_PATH", raising=False)
-    found = colab.find_chrome()
+    found = chrome.find_chrome()
     assert found and os.access(found, os.X_OK)
-    assert colab.ensure_chrome() == found
+    assert chrome.ensure_chrome() == found
 
 
 def test_chrome_hint_per_environment(fake_colab, monkeypatch):
-    assert "plotly_get_chrome -y" in colab.chrome_hint()
+    assert "plotly_get_chrome -y" in chrome.chrome_hint()
     monkeypatch.delitem(sys.modules, "google.colab")
-    assert "apt-get install chromium" in colab.chrome_hint()
+    assert "apt-get install chromium" in chrome.chrome_hint()
 
 
 def test_dashboard_on_colab_gives_the_proxy_link_and_embeds_the_dashboard(fake_colab,

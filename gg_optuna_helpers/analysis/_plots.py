@@ -12,7 +12,7 @@ import optuna
 import optuna.visualization as vis
 from optuna.trial import TrialState
 
-from ..colab import chrome_hint, find_chrome
+from ..chrome import chrome_hint, find_chrome
 
 PNG_SIZE = {"width": 1100, "height": 650}
 NO_COMPLETE = "no completed trial yet"
@@ -23,7 +23,7 @@ def export_plots(study: optuna.Study, out_dir: str | os.PathLike, *,
     """Write the study's plots into ``out_dir``; returns what was written, skipped and why.
 
     ``chrome``: a Chrome/Chromium path, ``False`` for HTML only, or None to find one the way
-    kaleido does (see :func:`gg_optuna_helpers.colab.find_chrome`). The result is JSON-able:
+    kaleido does (see :func:`gg_optuna_helpers.chrome.find_chrome`). The result is JSON-able:
     ``{"html": {name: path}, "png": {name: path}, "skipped": {name: reason},
     "importances": {param: value}, "note": str | None}``.
     """

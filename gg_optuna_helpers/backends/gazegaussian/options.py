@@ -6,12 +6,12 @@ the hidden widths of the matching colour and deform MLPs. GazeGaussian: names ar
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import torch
 
 from ...errors import ConfigError
+from ...values import parse_value
 from ..base import Limits
 from .checkout import Checkout, source_function
 
@@ -196,12 +196,7 @@ def _check_renderer(values: dict[str, Any], checkout: Checkout) -> None:
 
 
 def _typed(key: str, raw: Any, default: Any) -> Any:
-    value = raw
-    if isinstance(raw, str) and not isinstance(default, str):
-        try:
-            value = json.loads(raw.lower() if raw.lower() in ("true", "false") else raw)
-        except json.JSONDecodeError:
-            pass  # stays a string: refused below
+    value = parse_value(raw) if isinstance(raw, str) and not isinstance(default, str) else raw
     if isinstance(default, bool) != isinstance(value, bool) or (
             isinstance(default, (int, float)) and not isinstance(value, (int, float))) or (
             isinstance(default, list) and not isinstance(value, list)):
