@@ -369,6 +369,9 @@ def _open_to_read(folder: Path, study: str | None, base: Path) -> StudyStorage:
                     folder)
         return StudyStorage(optuna.storages.InMemoryStorage(), f"memory view of {folder}",
                             folder=folder, read_only=True, local_dir=base)
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"The storage {folder} is a file, not a results folder or a database "
+                          "URL: pass the folder, or sqlite:///PATH for a database file.")
     if not folder.is_dir():
         raise StudyNotFound(f"There is no storage folder {folder}: check the path (--storage).")
     legacy = _readable(legacy_db(folder), base, study)
