@@ -36,3 +36,21 @@ def test_bad_input_is_one_line_and_exit_2(args, words, tmp_path):
     for word in words:
         assert word in lines[0]
     assert not (tmp_path / "gg_results").exists()  # refused before anything was created
+
+
+@pytest.mark.parametrize("text, value", [
+    ("true", True), ("False", False), ("3", 3), ("0.5", 0.5), ("1e-3", 1e-3), ("[1, 2]", [1, 2]),
+    ("adam", "adam"), ("nan", "nan"), ("inf", "inf"), ("\u0663", "\u0663"),
+    ('{"a": 1}', '{"a": 1}'),
+])
+def test_set_and_backend_option_read_a_value_the_same_way(text, value):
+    from gg_optuna_helpers.cli import build_parser, _backend_options
+    from gg_optuna_helpers.spaces import parse_edit
+    from gg_optuna_helpers.values import parse_value
+
+    args = build_parser().parse_args(["run", "--stage", "meshhead", "--backend-option",
+                                      f"x={text}"])
+    assert parse_value(text) == value
+    assert _backend_options(args) == {"x": value}
+    if not text.startswith(("[", "{")):  # ',' and ':' are --set's own syntax
+        assert parse_edit(f"x={text}") == ("x", value)
