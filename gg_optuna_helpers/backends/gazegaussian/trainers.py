@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader
 
 from ...errors import ConfigError
 from ..base import REPO_OPTIONS, TrainerContext
-from ..mini.png import image_grid, write_png
+from .._images import image_grid, write_png
 from .checkout import Checkout, enter
 from .coupling import load_meshhead, meshhead_options
 from .data import TrainStream, data_files, fixed_random, split_keys, validation_set
