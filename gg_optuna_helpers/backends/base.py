@@ -19,26 +19,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from ..spaces import Limits
+
 STAGES = ("meshhead", "gazegaussian")
 REPO_OPTIONS = "repo_options.json"
 """A trainer that drives real training code may write this file into its trial folder: the
 code's options it trained with that differ from their defaults (JSON). The best-config export
 turns it into the training command, so the command reproduces exactly what the trial ran."""
-
-
-@dataclass(frozen=True)
-class Limits:
-    """What a backend can run, checked against a search space before any trial starts.
-
-    ``params``: the parameter names the backend understands for a stage.
-    ``choices``: hard sets of allowed values (e.g. ``{"batch_size": (1,)}`` for the real MeshHead).
-    ``embed_dim``: attention heads must divide it. ``featmap_size``: patch sizes must divide it.
-    """
-
-    params: frozenset[str]
-    choices: dict[str, tuple] = field(default_factory=dict)
-    embed_dim: int | None = None
-    featmap_size: int | None = None
 
 
 @dataclass

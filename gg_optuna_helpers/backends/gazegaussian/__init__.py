@@ -15,8 +15,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..base import STAGES, Limits, Trainer, TrainerContext
 from ...errors import ConfigError
+from ...spaces import Limits
+from ..base import STAGES, Trainer, TrainerContext
 from . import options as _options
 from .check import RepoReport, check_repo
 from .checkout import Checkout, inspect, repo_root

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from ...errors import ConfigError
-from ..base import Limits
+from ...spaces import Limits
 from .checkout import Checkout, source_function
 
 MLP_GROUPS = {  # our name -> the MLPs it sizes; the first one's default hidden width is ours

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from ...errors import ConfigError
-from ...spaces import SPACES
-from ..base import STAGES, Limits, Trainer, TrainerContext
+from ...spaces import SPACES, Limits
+from ..base import STAGES, Trainer, TrainerContext
 from . import data, gazegaussian, meshhead
 
 
