@@ -15,9 +15,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from optuna.trial import FrozenTrial
+
 from ...errors import ConfigError
 from ...spaces import Limits
-from ..base import STAGES, Trainer, TrainerContext
+from ..base import STAGES, Export, Trainer, TrainerContext
+from . import export as _export
 from . import options as _options
 from .check import RepoReport, check_repo
 from .checkout import Checkout, inspect, repo_root
@@ -51,6 +54,10 @@ class GazeGaussianBackend:
         from .trainers import TRIALS  # imports torch helpers only; the checkout comes later
 
         return TRIALS[_stage(ctx.stage)](ctx, checkout_of(ctx.options))
+
+    def export(self, stage: str, trial: FrozenTrial, script: str | None = None) -> Export:
+        """``python train_<stage>.py --flag ...``: what the trial trained with (see export.py)."""
+        return _export.export(_stage(stage), trial, script)
 
 
 BACKEND = GazeGaussianBackend()
