@@ -97,14 +97,15 @@ def start_dashboard(storage: str | os.PathLike, *, artifacts: str | os.PathLike 
 
 def show_status(config: StudyConfig) -> None:
     """Print the progress of ``config``'s study; works at any time, also before it started."""
-    from .status import format_status, load_study, study_status
+    from .analysis import format_summary, summarize
+    from .storage import open_study
 
     try:
-        study = load_study(config.storage, config.study_name)
+        study = open_study(config.storage, config.study_name)
     except ConfigError as e:  # not started yet: say so, do not fail the cell
         print(e)
         return
-    print(format_status(study_status(study)))
+    print(format_summary(summarize(study)))
 
 
 def environment_report() -> str:

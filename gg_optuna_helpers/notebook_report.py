@@ -67,8 +67,7 @@ def _studies(results: str | os.PathLike, study_names: str, backend: str,
              quick_test: bool) -> tuple[BaseStorage, list[optuna.Study]]:
     """The storage and the named studies found in it; each missing one is said in one line."""
     from .errors import ConfigError
-    from .status import load_study
-    from .storage import open_storage
+    from .storage import open_storage, open_study
 
     names = [n.strip() for n in study_names.split(",") if n.strip()] or [
         form_study_name(backend, stage, quick_test=quick_test)
@@ -77,7 +76,7 @@ def _studies(results: str | os.PathLike, study_names: str, backend: str,
     found = []
     for name in names:
         try:
-            found.append(load_study(storage, name))
+            found.append(open_study(storage, name))
         except ConfigError as e:
             print(e)
     return storage, found
