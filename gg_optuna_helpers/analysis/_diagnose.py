@@ -41,7 +41,7 @@ def diagnose(study: optuna.Study) -> list[Finding]:
             "(n_warmup_steps) or startup trials (n_startup_trials), or use the 'patient' preset.")))
     if failed[Failure.OOM]:
         oom = failed[Failure.OOM]
-        findings.append(Finding("oom", (
+        findings.append(Finding(Failure.OOM.value, (
             f"{len(oom)} trial(s) ran out of GPU memory{_shared_floor(oom, trials)}"
             ": narrow batch_size or the model size (dit_depth, MLP widths) in the space.")))
     if len(complete) >= MIN_COMPLETE:
@@ -109,7 +109,7 @@ def _diverged(bad: list[FrozenTrial], complete: list[FrozenTrial]) -> Finding:
         ceiling = max(dist.low * 2, min(lrs) / 2, keep)
         example = (f" (the smallest that diverged was lr={min(lrs):.3g}), for example "
                    f"space.replace(lr=({dist.low:g}, {ceiling:.2g}))")
-    return Finding("diverged", (
+    return Finding(Failure.DIVERGED.value, (
         f"{len(bad)} trial(s) diverged (NaN or exploding loss): lower the learning-rate "
         f"ceiling{example}."))
 
