@@ -13,9 +13,7 @@ the trial's own process.
 
 from __future__ import annotations
 
-from typing import Any
-
-from optuna.trial import FrozenTrial
+from typing import TYPE_CHECKING, Any
 
 from ...errors import ConfigError
 from ...spaces import Limits
@@ -24,6 +22,9 @@ from . import export as _export
 from . import options as _options
 from .check import RepoReport, check_repo
 from .checkout import Checkout, inspect, repo_root
+
+if TYPE_CHECKING:
+    from optuna.trial import FrozenTrial
 
 __all__ = ["BACKEND", "GazeGaussianBackend", "RepoReport", "check_repo", "checkout_of"]
 

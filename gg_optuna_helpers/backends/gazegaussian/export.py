@@ -11,13 +11,14 @@ from __future__ import annotations
 import json
 import shlex
 from pathlib import Path
-from typing import Any
-
-from optuna.trial import FrozenTrial
+from typing import TYPE_CHECKING, Any
 
 from ...records import TrialAttr, get
 from ..base import Export
 from .options import DIT_PARAMS, MLP_GROUPS, ORTHO, REPO_OPTIONS, mlp_widths
+
+if TYPE_CHECKING:
+    from optuna.trial import FrozenTrial
 
 SCRIPTS = {"meshhead": "train_meshhead.py", "gazegaussian": "train_gazegaussian.py"}
 OPTIONS_MODULE = {"meshhead": "configs.meshhead_options",

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import shlex
 from dataclasses import replace
-from typing import Any
-
-from optuna.trial import FrozenTrial
+from typing import TYPE_CHECKING, Any
 
 from ...errors import ConfigError
 from ...records import TrialAttr, get
 from ...spaces import SPACES, Limits
 from ..base import STAGES, Export, Trainer, TrainerContext
 from . import data, gazegaussian, meshhead
+
+if TYPE_CHECKING:
+    from optuna.trial import FrozenTrial
 
 FOUND_ON_MINI = ("Found on the embedded mini backend (synthetic data): a starting point for the "
                  "real run, not a measured optimum of it.")
