@@ -11,8 +11,8 @@ import logging as _logging
 from .errors import ConfigError, GGOptunaError, StudyNotFound, TrialFailed
 from .presets import make_pruner, make_sampler
 from .spaces import GAZEGAUSSIAN, MESHHEAD, Param, SearchSpace
-from .status import format_status, load_study, study_status
-from .storage import StudyStorage, open_storage
+from .analysis import format_summary, summarize
+from .storage import StudyStorage, open_storage, open_study
 from .study import StudyConfig, best_checkpoint, run_study
 
 __all__ = [
@@ -27,13 +27,13 @@ __all__ = [
     "StudyStorage",
     "TrialFailed",
     "best_checkpoint",
-    "format_status",
-    "load_study",
+    "format_summary",
     "make_pruner",
     "make_sampler",
     "open_storage",
+    "open_study",
     "run_study",
-    "study_status",
+    "summarize",
 ]
 
 _logging.getLogger(__name__).addHandler(_logging.NullHandler())

@@ -166,11 +166,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from .status import format_status, study_status
+    from .analysis import format_summary, summarize
     from .storage import open_study
 
-    status = study_status(open_study(args.storage, args.study_name))
-    print(json.dumps(status, indent=2) if args.json else format_status(status))
+    summary = summarize(open_study(args.storage, args.study_name))
+    print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
     return 0
 
 

@@ -107,7 +107,7 @@ def _folder(storage: Storage) -> Path | None:
 
 def show_status(config: StudyConfig) -> None:
     """Print the progress of ``config``'s study; works at any time, also before it started."""
-    from .status import format_status, study_status
+    from .analysis import format_summary, summarize
     from .storage import open_study
 
     try:
@@ -115,7 +115,7 @@ def show_status(config: StudyConfig) -> None:
     except ConfigError as e:  # not started yet: say so, do not fail the cell
         print(e)
         return
-    print(format_status(study_status(study)))
+    print(format_summary(summarize(study)))
 
 
 def environment_report() -> str:

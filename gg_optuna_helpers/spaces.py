@@ -6,20 +6,35 @@ A user edits a space in one line and gets a new space::
     space = GAZEGAUSSIAN.replace(lr=(1e-5, 1e-3))          # a tuple: this range (log kept)
     space = GAZEGAUSSIAN.replace(dit_depth=6)              # a scalar: fixed
 
-``space.validate(limits)`` refuses an edit the backend cannot run, with one sentence.
+``space.validate(limits)`` refuses an edit the backend cannot run, with one sentence; a backend
+states its :class:`Limits` (backends import this module, never the other way round).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Iterable
 
 import optuna
 
-from .backends.base import Limits
 from .errors import ConfigError
 from .values import parse_value, split_assignment
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What a backend can run, checked against a search space before any trial starts.
+
+    ``params``: the parameter names the backend understands for a stage.
+    ``choices``: hard sets of allowed values (e.g. ``{"batch_size": (1,)}`` for the real MeshHead).
+    ``embed_dim``: attention heads must divide it. ``featmap_size``: patch sizes must divide it.
+    """
+
+    params: frozenset[str]
+    choices: dict[str, tuple] = field(default_factory=dict)
+    embed_dim: int | None = None
+    featmap_size: int | None = None
 
 
 @dataclass(frozen=True)

@@ -35,8 +35,7 @@ from .runner import Limits, WarmWorker, frozen, log_tail, run_trial
 from .spaces import SPACES, SearchSpace
 from .config_checks import check_backend_options, check_numbers, check_places
 from .layout import check_study_name
-from .status import load_study
-from .storage import StudyStorage, open_storage
+from .storage import StudyStorage, open_storage, open_study
 from .trial_dirs import check_study_dir, claim, known_dirs, study_uid
 
 log = logging.getLogger("gg_optuna_helpers")
@@ -120,7 +119,7 @@ def _check_prior(cfg: StudyConfig) -> None:
     """Refuse, from the study as stored now (read, nothing written), a run that cannot resume
     it, and a results folder holding trials of another study (no study yet: any there)."""
     try:
-        prior = load_study(cfg.storage, cfg.study_name)
+        prior = open_study(cfg.storage, cfg.study_name)
     except StudyNotFound:
         prior = None
     if prior is not None:
@@ -413,7 +412,7 @@ def _retried_number(trial: FrozenTrial) -> int | None:
 def best_checkpoint(storage: StudyStorage | str, study_name: str) -> Path | None:
     """The ``best.pt`` of the best finished trial of ``study_name``, or None."""
     try:
-        best = load_study(storage, study_name).best_trial
+        best = open_study(storage, study_name).best_trial
     except (ConfigError, ValueError):
         return None
     path = Path(best.user_attrs.get("trial_dir", "")) / BEST

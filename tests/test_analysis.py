@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import os
 import shlex
@@ -23,7 +24,9 @@ from gg_optuna_helpers.analysis import (
     summarize,
     write_report,
 )
+from gg_optuna_helpers.cli import build_parser
 from gg_optuna_helpers.errors import ConfigError
+from gg_optuna_helpers.spaces import parse_edit
 
 CHROMIUM = "/usr/bin/chromium"
 DISTS = {"lr": FloatDistribution(1e-5, 1e-2, log=True),
@@ -90,8 +93,8 @@ def codes(study: optuna.Study) -> list[str]:
 
 def test_summarize_counts_gain_and_gpu_time_exactly(tmp_path):
     s = summarize(mixed_study(tmp_path))
-    assert s["n_trials"] == 6
-    assert s["states"] == {"running": 0, "complete": 3, "pruned": 1, "fail": 2, "waiting": 0}
+    assert (s["trials"], s["finished"]) == (6, 4)
+    assert s["states"] == {"complete": 3, "pruned": 1, "fail": 2}
     assert s["failures"] == {"oom": 1, "diverged": 1}
     assert s["best"] == {"number": 1, "value": 0.8,
                          "params": {"lr": 9.9e-3, "vgg_importance": 0.2, "dit_depth": 6}}
@@ -129,6 +132,16 @@ def test_summarize_study_without_completed_trials(tmp_path):
     assert s["best"] is None and s["improvement"] is None
     assert s["baseline"]["state"] == "fail"
     assert "No completed trial yet." in format_summary(s)
+
+
+def test_a_failure_without_a_reason_is_shown_as_disconnected(tmp_path):
+    """The runtime died before recording why: one name for it, in status and report alike."""
+    study = new_study(tmp_path)
+    add(study, value=1.0, baseline=True)
+    add(study, TrialState.FAIL, epochs=1)
+    s = summarize(study)
+    assert s["failures"] == {"disconnected": 1} and (s["trials"], s["finished"]) == (2, 1)
+    assert "failures: disconnected 1" in format_summary(s)
 
 
 def test_baseline_is_the_completed_retry_of_trial_0(tmp_path):
@@ -344,6 +357,19 @@ def test_gazegaussian_command_names_options_one_to_one(tmp_path):
     assert opt.neural_renderer_type == "dit"
 
 
+def test_mini_export_also_says_how_to_train_it_again_on_mini(tmp_path):
+    study = healthy_study(tmp_path)
+    text = Path(export_best_config(study, tmp_path)["command"]).read_text()
+    assert text.startswith("python train_gazegaussian.py")  # the real run's starting point
+    assert "# Found on the embedded mini backend" in text
+    [line] = [x for x in text.splitlines() if "train it again on the mini backend" in x]
+    words = shlex.split(line.split(": ", 1)[1])
+    assert words[:3] == ["python", "-m", "gg_optuna_helpers"]
+    args = build_parser().parse_args(words[3:])
+    assert (args.command, args.backend, args.stage) == ("run", "mini", "gazegaussian")
+    assert dict(parse_edit(e) for e in args.set) == study.best_trial.params  # each one fixed
+
+
 def test_no_best_config_without_a_completed_trial(tmp_path):
     with pytest.raises(ConfigError, match="no completed trial yet"):
         export_best_config(new_study(tmp_path), tmp_path)
@@ -375,6 +401,32 @@ def test_report_accepts_a_storage_object_and_an_unfinished_study(tmp_path):
     assert summary["best_config"] is None and summary["findings"][0]["code"] == "oom"
     assert not (tmp_path / "r" / "best_command.txt").exists()
     assert "has no completed trial yet" in (tmp_path / "r" / "summary.md").read_text()
+
+
+def test_report_reads_a_results_folder_and_refuses_what_is_no_storage(tmp_path):
+    folder = tmp_path / "gg_results"
+    (folder / "healthy").mkdir(parents=True)
+    healthy_study(folder / "healthy")  # <folder>/<study>/optuna.db, the folder layout
+    path = write_report(folder, "healthy", tmp_path / "r", chrome=False)
+    assert json.loads(path.read_text())["best"]["value"] == 0.7
+    with pytest.raises(ConfigError, match="A storage must be a results folder"):
+        write_report(42, "healthy", tmp_path / "r")
+
+
+def test_analysis_knows_no_backend_and_backends_import_one_way():
+    """analysis asks the registry; gazegaussian never imports mini; spaces imports no backend."""
+    package = Path(__file__).parents[1] / "gg_optuna_helpers"
+
+    def imported(path: Path) -> set[str]:
+        tree = ast.parse(path.read_text())
+        return {"." * n.level + (n.module or "") for n in ast.walk(tree)
+                if isinstance(n, ast.ImportFrom)}
+
+    for file in (package / "analysis").glob("*.py"):
+        assert {m for m in imported(file) if "backends" in m} <= {"..backends"}, file
+    for file in (package / "backends" / "gazegaussian").glob("*.py"):
+        assert not any("mini" in m for m in imported(file)), file
+    assert not any("backends" in m for m in imported(package / "spaces.py"))
 
 
 def test_report_for_an_unknown_study_name(tmp_path):

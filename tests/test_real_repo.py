@@ -25,8 +25,8 @@ import optuna
 import pytest
 import torch
 
-from gg_optuna_helpers.analysis._export import TRIAL_ONLY
-from gg_optuna_helpers.backends.base import REPO_OPTIONS
+from gg_optuna_helpers.backends.gazegaussian.export import TRIAL_ONLY
+from gg_optuna_helpers.backends.gazegaussian.options import REPO_OPTIONS
 from gg_optuna_helpers.protocol import METRICS
 
 HARNESS = Path(__file__).parent / "real_repo"

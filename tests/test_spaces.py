@@ -4,8 +4,7 @@ import optuna
 import pytest
 
 from gg_optuna_helpers import GAZEGAUSSIAN, MESHHEAD, ConfigError
-from gg_optuna_helpers.backends import Limits
-from gg_optuna_helpers.spaces import parse_edit
+from gg_optuna_helpers.spaces import Limits, parse_edit
 
 REAL_GG = Limits(params=frozenset(GAZEGAUSSIAN.names), embed_dim=512, featmap_size=128)
 REAL_MH = Limits(params=frozenset(MESHHEAD.names), choices={"batch_size": (1,)})

@@ -9,7 +9,8 @@ import optuna
 from optuna.distributions import FloatDistribution, IntDistribution
 from optuna.trial import FrozenTrial, TrialState
 
-from ._summary import _best, _improvement, baseline_trial
+from ..records import Failure, baseline, best
+from ._summary import improvement
 
 MIN_COMPLETE = 3  # fewer completed trials say nothing about ranges or gains
 MOSTLY = 0.5  # "most trials pruned": more than this share of the finished ones
@@ -30,24 +31,24 @@ def diagnose(study: optuna.Study) -> list[Finding]:
     trials = study.get_trials(deepcopy=False)
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     pruned = [t for t in trials if t.state == TrialState.PRUNED]
-    failed = {reason: [t for t in trials if t.state == TrialState.FAIL
-                       and t.user_attrs.get("failure") == reason] for reason in ("oom", "diverged")}
+    failed = {reason: [t for t in trials if Failure.of(t) == reason]
+              for reason in (Failure.OOM, Failure.DIVERGED)}
     findings = []
     if len(pruned) >= MIN_COMPLETE and len(pruned) > MOSTLY * (len(pruned) + len(complete)):
         findings.append(Finding("mostly_pruned", (
             f"{len(pruned)} of {len(pruned) + len(complete)} finished trials were pruned, so the "
             "pruner stops trials before their value settles: raise its warm-up "
             "(n_warmup_steps) or startup trials (n_startup_trials), or use the 'patient' preset.")))
-    if failed["oom"]:
-        oom = failed["oom"]
-        findings.append(Finding("oom", (
+    if failed[Failure.OOM]:
+        oom = failed[Failure.OOM]
+        findings.append(Finding(Failure.OOM.value, (
             f"{len(oom)} trial(s) ran out of GPU memory{_shared_floor(oom, trials)}"
             ": narrow batch_size or the model size (dit_depth, MLP widths) in the space.")))
     if len(complete) >= MIN_COMPLETE:
-        findings += _edges(_best(study))
-        findings += _no_gain(study, trials, len(complete))
-    if failed["diverged"]:
-        findings.append(_diverged(failed["diverged"], complete))
+        findings += _edges(best(trials))
+        findings += _no_gain(trials, len(complete))
+    if failed[Failure.DIVERGED]:
+        findings.append(_diverged(failed[Failure.DIVERGED], complete))
     return findings
 
 
@@ -87,13 +88,13 @@ def _widened(dist: FloatDistribution | IntDistribution, side: str) -> tuple[floa
     return low, high
 
 
-def _no_gain(study: optuna.Study, trials: list[FrozenTrial], n_complete: int) -> list[Finding]:
-    baseline = baseline_trial(trials)
-    gain = _improvement(study, _best(study), baseline)
+def _no_gain(trials: list[FrozenTrial], n_complete: int) -> list[Finding]:
+    base = baseline(trials)
+    gain = improvement(best(trials), base)
     if gain is None or gain >= NO_GAIN:
         return []
     return [Finding("no_gain", (
-        f"No trial beat the baseline (trial {baseline.number}, {baseline.value:.4g}) by "
+        f"No trial beat the baseline (trial {base.number}, {base.value:.4g}) by "
         f"{NO_GAIN:.0%} or more in {n_complete} completed trials: widen the ranges or rethink the "
         "space (other parameters, more epochs) before spending more GPU time on it."))]
 
@@ -103,12 +104,12 @@ def _diverged(bad: list[FrozenTrial], complete: list[FrozenTrial]) -> Finding:
     example = ""
     if lrs:
         dist = next(t.distributions["lr"] for t in bad if "lr" in t.params)
-        best = min(complete, key=lambda t: t.value, default=None)
-        keep = best.params.get("lr", 0) if best else 0  # never cut off the best trial's lr
+        top = best(complete)
+        keep = top.params.get("lr", 0) if top else 0  # never cut off the best trial's lr
         ceiling = max(dist.low * 2, min(lrs) / 2, keep)
         example = (f" (the smallest that diverged was lr={min(lrs):.3g}), for example "
                    f"space.replace(lr=({dist.low:g}, {ceiling:.2g}))")
-    return Finding("diverged", (
+    return Finding(Failure.DIVERGED.value, (
         f"{len(bad)} trial(s) diverged (NaN or exploding loss): lower the learning-rate "
         f"ceiling{example}."))
 

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-import optuna.visualization as vis
 from optuna.trial import TrialState
 
 from ..chrome import chrome_hint, find_chrome
@@ -49,6 +48,8 @@ def build_figures(study: optuna.Study) -> tuple[dict[str, Any], dict[str, str],
 
 def _plan(study: optuna.Study) -> tuple[dict[str, Callable], dict[str, str], dict[str, float]]:
     """The figures worth drawing (as builders), the ones skipped with a reason, importances."""
+    import optuna.visualization as vis  # plotly and matplotlib: only when a report is made
+
     trials = study.get_trials(deepcopy=False)
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     varied = [n for n in dict.fromkeys(p for t in complete for p in t.params)
@@ -83,14 +84,14 @@ def _importances(study: optuna.Study, complete: list) -> tuple[dict[str, float],
            "PED-ANOVA needs enough trials to compare the best ones with the rest")
     if len(complete) < 2:
         return {}, few
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # its "importances will be equal" warning: tested below
         try:
             values = optuna.importance.get_param_importances(study)
         except (ValueError, RuntimeError) as e:  # e.g. no parameter in any trial
             return {}, f"parameter importances unavailable ({e})"
-    if not values or any("importances will be equal" in str(w.message) for w in caught):
-        return {}, few
+    if not values or (len(values) > 1 and len(set(values.values())) == 1):
+        return {}, few  # all equal: the evaluator could not tell the parameters apart
     return {k: round(float(v), 6) for k, v in values.items()}, None
 
 

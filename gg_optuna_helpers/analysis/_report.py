@@ -8,29 +8,27 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import optuna
+from optuna.storages import BaseStorage
 
 from ..errors import ConfigError
+from ..storage import StudyStorage, open_study
 from ._diagnose import diagnose
 from ._export import export_best_config
 from ._plots import export_plots
 from ._summary import format_summary, summarize
 
 
-def write_report(storage: str | optuna.storages.BaseStorage, study_name: str,
+def write_report(storage: StudyStorage | BaseStorage | str | os.PathLike, study_name: str,
                  out_dir: str | os.PathLike, *, chrome: str | os.PathLike | bool | None = None,
                  repo_script: str | None = None) -> Path:
     """Write summary.json, summary.md, plots/, best_config.yaml and best_command.txt.
 
-    ``storage``: an Optuna storage or its URL. ``chrome``: as in :func:`export_plots`.
-    Returns the path of ``summary.json``; works for studies with failures, pruned trials and
-    no completed trial yet (then there is no best configuration to export).
+    ``storage``: a results folder, a database URL, an opened storage or an Optuna storage
+    (read, never written). ``chrome``: as in :func:`export_plots`. Returns the path of
+    ``summary.json``; works for studies with failures, pruned trials and no completed trial yet
+    (then there is no best configuration to export).
     """
-    try:
-        study = optuna.load_study(study_name=study_name, storage=storage)
-    except KeyError:
-        raise ConfigError(f"No study named {study_name!r} in this storage: check the name "
-                          "(optuna.get_all_study_names(storage) lists them).") from None
+    study = open_study(storage, study_name)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     summary = summarize(study)

@@ -9,38 +9,33 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+from ..records import Failure, StudyAttr, TrialAttr, baseline, best, get
+
+TRAINED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)  # over, and GPU time spent
 
 
 def summarize(study: optuna.Study) -> dict[str, Any]:
-    """Best trial, baseline and gain, counts by state, failures by reason, GPU time (JSON-able)."""
+    """Counts by state, failures by reason, best and baseline trials and the gain, GPU time
+    (JSON-able). ``finished``: complete and pruned trials, the ones the study's total counts."""
     trials = study.get_trials(deepcopy=False)
-    best = _best(study)
-    baseline = baseline_trial(trials)
+    top, base = best(trials), baseline(trials)
+    counts = Counter(t.state for t in trials)
     return {
         "study_name": study.study_name,
-        "stage": study.user_attrs.get("stage"),
-        "backend": study.user_attrs.get("backend"),
-        "direction": study.direction.name.lower(),
-        "n_trials": len(trials),
-        "states": {s.name.lower(): sum(t.state == s for t in trials) for s in TrialState},
-        "failures": dict(Counter(t.user_attrs.get("failure", "unknown")
-                                 for t in trials if t.state == TrialState.FAIL)),
-        "best": ({"number": best.number, "value": best.value, "params": best.params}
-                 if best else None),
-        "baseline": ({"number": baseline.number, "value": baseline.value,
-                      "state": baseline.state.name.lower()} if baseline else None),
-        "improvement": _improvement(study, best, baseline),
+        "stage": get(study, StudyAttr.STAGE),
+        "backend": get(study, StudyAttr.BACKEND),
+        "trials": len(trials),
+        "finished": counts[TrialState.COMPLETE] + counts[TrialState.PRUNED],
+        "states": {s.name.lower(): counts[s] for s in TrialState if counts[s]},
+        "failures": dict(Counter(Failure.of(t).value for t in trials
+                                 if t.state == TrialState.FAIL)),
+        "best": ({"number": top.number, "value": top.value, "params": top.params}
+                 if top else None),
+        "baseline": ({"number": base.number, "value": base.value,
+                      "state": base.state.name.lower()} if base else None),
+        "improvement": improvement(top, base),
         "gpu": gpu_time(study),
     }
-
-
-def baseline_trial(trials: list[FrozenTrial]) -> FrozenTrial | None:
-    """The baseline: the completed trial marked ``baseline`` (a retry keeps the mark), else #0."""
-    marked = [t for t in trials if t.user_attrs.get("baseline")] or [
-        t for t in trials if t.number == 0]
-    done = [t for t in marked if t.state == TrialState.COMPLETE]
-    return (done or marked or [None])[0]
 
 
 def gpu_time(study: optuna.Study) -> dict[str, Any]:
@@ -50,17 +45,16 @@ def gpu_time(study: optuna.Study) -> dict[str, Any]:
     included). Failed trials count as trained: pruning did not shorten them. A trial without
     ``seconds_per_epoch`` is costed at the median of the others.
     """
-    study_max = study.user_attrs.get("max_epochs")
-    trials = [t for t in study.get_trials(deepcopy=False) if t.state in FINISHED]
-    speeds = [t.user_attrs["seconds_per_epoch"] for t in trials
-              if t.user_attrs.get("seconds_per_epoch")]
+    study_max = get(study, StudyAttr.MAX_EPOCHS)
+    trials = [t for t in study.get_trials(deepcopy=False) if t.state in TRAINED]
+    speeds = [speed for t in trials if (speed := get(t, TrialAttr.SECONDS_PER_EPOCH))]
     default_speed = statistics.median(speeds) if speeds else None
     trained = full = 0
     seconds_trained = seconds_full = 0.0
     for t in trials:
         epochs = epochs_trained(t)
-        would_run = epochs + _epochs_left(t, t.user_attrs.get("max_epochs", study_max))
-        speed = t.user_attrs.get("seconds_per_epoch") or default_speed or 0.0
+        would_run = epochs + _epochs_left(t, get(t, TrialAttr.MAX_EPOCHS, study_max))
+        speed = get(t, TrialAttr.SECONDS_PER_EPOCH) or default_speed or 0.0
         trained += epochs
         full += would_run
         seconds_trained += epochs * speed
@@ -78,48 +72,38 @@ def gpu_time(study: optuna.Study) -> dict[str, Any]:
 
 def epochs_trained(trial: FrozenTrial) -> int:
     """Epochs a trial trained: its ``epochs`` attr, else where it stopped, else its last report."""
-    for key in ("epochs", "pruned_at", "early_stopped_at"):
-        if trial.user_attrs.get(key) is not None:
-            return int(trial.user_attrs[key])
+    for key in (TrialAttr.EPOCHS, TrialAttr.PRUNED_AT, TrialAttr.EARLY_STOPPED_AT):
+        if get(trial, key) is not None:
+            return int(get(trial, key))
     return max(trial.intermediate_values, default=0)
 
 
 def _epochs_left(trial: FrozenTrial, max_epochs: int | None) -> int:
     """Epochs a pruned or early-stopped trial skipped; 0 for any other trial."""
-    if trial.state != TrialState.PRUNED and "early_stopped_at" not in trial.user_attrs:
+    early = get(trial, TrialAttr.EARLY_STOPPED_AT)
+    if trial.state != TrialState.PRUNED and early is None:
         return 0
-    stopped = (trial.user_attrs.get("pruned_at") or trial.user_attrs.get("early_stopped_at")
+    stopped = (get(trial, TrialAttr.PRUNED_AT) or early
                or max(trial.intermediate_values, default=0))
     return max(0, (max_epochs or 0) - int(stopped))
 
 
-def _best(study: optuna.Study) -> FrozenTrial | None:
-    try:
-        return study.best_trial
-    except ValueError:  # no completed trial yet
+def improvement(top: FrozenTrial | None, base: FrozenTrial | None) -> float | None:
+    """Relative gain of the best over the baseline (0.25 = 25 % lower), None if unknown."""
+    if top is None or base is None or base.value is None or base.value == 0:
         return None
-
-
-def _improvement(study: optuna.Study, best: FrozenTrial | None,
-                 baseline: FrozenTrial | None) -> float | None:
-    """Relative gain of the best over the baseline (0.25 = 25 % better), None if unknown."""
-    if best is None or baseline is None or baseline.value is None or baseline.value == 0:
-        return None
-    gain = baseline.value - best.value
-    if study.direction == optuna.study.StudyDirection.MAXIMIZE:
-        gain = -gain
-    return round(gain / abs(baseline.value), 6)
+    return round((base.value - top.value) / abs(base.value), 6)
 
 
 def format_summary(summary: dict[str, Any]) -> str:
     """A short human-readable block for notebooks and the terminal."""
-    states = summary["states"]
-    counts = ", ".join(f"{n} {s}" for s, n in states.items() if n)
+    counts = ", ".join(f"{n} {s}" for s, n in summary["states"].items())
     failures = ", ".join(f"{r} {n}" for r, n in summary["failures"].items())
     lines = [
-        f"Study {summary['study_name']} ({summary.get('stage') or '?'} stage, "
-        f"{summary.get('backend') or '?'} backend): {summary['n_trials']} trials"
-        + (f" ({counts})" if counts else "") + (f"; failures: {failures}" if failures else "")
+        f"Study {summary['study_name']!r} ({summary.get('stage') or '?'} stage, "
+        f"{summary.get('backend') or '?'} backend): {summary['trials']} trials, "
+        f"{summary['finished']} finished" + (f" ({counts})" if counts else "")
+        + (f"; failures: {failures}" if failures else "")
     ]
     best, base = summary["best"], summary["baseline"]
     if best is None:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import importlib
 
 from ..errors import ConfigError
-from .base import STAGES, Backend, Limits, Trainer, TrainerContext
+from .base import STAGES, Backend, Export, Trainer, TrainerContext
 
 BACKENDS = {"mini": ".mini", "gazegaussian": ".gazegaussian"}
 
-__all__ = ["BACKENDS", "STAGES", "Backend", "Limits", "Trainer", "TrainerContext", "get_backend"]
+__all__ = ["BACKENDS", "STAGES", "Backend", "Export", "Trainer", "TrainerContext", "get_backend"]
 
 
 def get_backend(name: str) -> Backend:

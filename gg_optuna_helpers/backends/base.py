@@ -2,7 +2,8 @@
 
 The worker (``gg_optuna_helpers.worker``) knows nothing of Optuna. For one trial it asks a
 backend for a :class:`Trainer`, then loops ``train_epoch`` -> ``validate`` -> checkpoint, and
-writes one metrics line per epoch. A backend only has to implement this file's two protocols.
+writes one metrics line per epoch. A backend only has to implement this file's two protocols;
+the analysis asks it (:meth:`Backend.export`) how to run the best trial again.
 
 Checkpoints written by the worker are ``torch.save`` dicts::
 
@@ -17,28 +18,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from ..spaces import Limits
+
+if TYPE_CHECKING:
+    from optuna.trial import FrozenTrial
 
 STAGES = ("meshhead", "gazegaussian")
-REPO_OPTIONS = "repo_options.json"
-"""A trainer that drives real training code may write this file into its trial folder: the
-code's options it trained with that differ from their defaults (JSON). The best-config export
-turns it into the training command, so the command reproduces exactly what the trial ran."""
-
-
-@dataclass(frozen=True)
-class Limits:
-    """What a backend can run, checked against a search space before any trial starts.
-
-    ``params``: the parameter names the backend understands for a stage.
-    ``choices``: hard sets of allowed values (e.g. ``{"batch_size": (1,)}`` for the real MeshHead).
-    ``embed_dim``: attention heads must divide it. ``featmap_size``: patch sizes must divide it.
-    """
-
-    params: frozenset[str]
-    choices: dict[str, tuple] = field(default_factory=dict)
-    embed_dim: int | None = None
-    featmap_size: int | None = None
 
 
 @dataclass
@@ -85,6 +72,22 @@ class Trainer(Protocol):
         """Write a small PNG of validation outputs to ``path``."""
 
 
+@dataclass(frozen=True)
+class Export:
+    """A finished trial's configuration as something to run again (see :meth:`Backend.export`).
+
+    ``options``: the settings by the name the code to run gives them. ``command``: one shell
+    line. ``where``: where to run it. ``notes``: what differs from the trial or needs care.
+    ``snippet``: the same settings as Python, for in-process use ("" if there is none).
+    """
+
+    options: dict[str, Any]
+    command: str
+    where: str
+    notes: list[str] = field(default_factory=list)
+    snippet: str = ""
+
+
 class Backend(Protocol):
     """A training backend: ``mini`` (embedded) or ``gazegaussian`` (a real checkout)."""
 
@@ -98,3 +101,7 @@ class Backend(Protocol):
 
     def make_trainer(self, ctx: TrainerContext) -> Trainer:
         """Build the trainer for one trial."""
+
+    def export(self, stage: str, trial: FrozenTrial, script: str | None = None) -> Export:
+        """How to run ``trial``'s configuration again (its ``params``, its trial folder);
+        ``script``: the training script to name instead of the default one."""

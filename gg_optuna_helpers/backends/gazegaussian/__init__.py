@@ -13,13 +13,18 @@ the trial's own process.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..base import STAGES, Limits, Trainer, TrainerContext
 from ...errors import ConfigError
+from ...spaces import Limits
+from ..base import STAGES, Export, Trainer, TrainerContext
+from . import export as _export
 from . import options as _options
 from .check import RepoReport, check_repo
 from .checkout import Checkout, inspect, repo_root
+
+if TYPE_CHECKING:
+    from optuna.trial import FrozenTrial
 
 __all__ = ["BACKEND", "GazeGaussianBackend", "RepoReport", "check_repo", "checkout_of"]
 
@@ -50,6 +55,10 @@ class GazeGaussianBackend:
         from .trainers import TRIALS  # imports torch helpers only; the checkout comes later
 
         return TRIALS[_stage(ctx.stage)](ctx, checkout_of(ctx.options))
+
+    def export(self, stage: str, trial: FrozenTrial, script: str | None = None) -> Export:
+        """``python train_<stage>.py --flag ...``: what the trial trained with (see export.py)."""
+        return _export.export(_stage(stage), trial, script)
 
 
 BACKEND = GazeGaussianBackend()

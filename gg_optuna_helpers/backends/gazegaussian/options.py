@@ -11,8 +11,8 @@ from typing import Any
 import torch
 
 from ...errors import ConfigError
+from ...spaces import Limits
 from ...values import parse_value
-from ..base import Limits
 from .checkout import Checkout, source_function
 
 MLP_GROUPS = {  # our name -> the MLPs it sizes; the first one's default hidden width is ours
@@ -30,6 +30,7 @@ FEATMAP_CHANNELS = 32  # the 32-channel diff-gaussian-rasterization build
 LOSS_BEGIN = ("vgg_loss_begin", "angular_loss_begin")
 OVERRIDE_PREFIX = "opt."
 DATA_DEFAULTS = {"img_dir": "./data/ETH-XGaze", "dataset_name": "eth_xgaze"}  # the repo's
+REPO_OPTIONS = "repo_options.json"  # in a trial folder: the options it trained with (export.py)
 
 
 def positive_int(options: dict[str, Any], name: str, default: int) -> int:

@@ -22,12 +22,12 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from ...errors import ConfigError
-from ..base import REPO_OPTIONS, TrainerContext
-from ..mini.png import image_grid, write_png
+from ..base import TrainerContext
+from .._images import image_grid, write_png
 from .checkout import Checkout, enter
 from .coupling import load_meshhead, meshhead_options
 from .data import TrainStream, data_files, fixed_random, split_keys, validation_set
-from .options import DATA_DEFAULTS, configure, positive_int
+from .options import DATA_DEFAULTS, REPO_OPTIONS, configure, positive_int
 from .repairs import repair_checkout
 from .state import compact, expand, rng_state, set_rng_state
 from .validation import Means, masked, objective, psnr, ssim

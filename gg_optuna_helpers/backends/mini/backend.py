@@ -1,19 +1,40 @@
-"""The ``mini`` backend object: limits, defaults and trainers of the two embedded stages."""
+"""The ``mini`` backend object: limits, defaults, trainers and export of the two embedded stages."""
 
 from __future__ import annotations
 
-from typing import Any
+import shlex
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
 from ...errors import ConfigError
-from ...spaces import SPACES
-from ..base import STAGES, Limits, Trainer, TrainerContext
+from ...records import TrialAttr, get
+from ...spaces import SPACES, Limits
+from ..base import STAGES, Export, Trainer, TrainerContext
 from . import data, gazegaussian, meshhead
+
+if TYPE_CHECKING:
+    from optuna.trial import FrozenTrial
+
+FOUND_ON_MINI = ("Found on the embedded mini backend (synthetic data): a starting point for the "
+                 "real run, not a measured optimum of it.")
 
 
 def _check_stage(stage: str) -> None:
     if stage not in STAGES:
         raise ConfigError(f"The mini backend has the stages {', '.join(STAGES)}, "
                           f"but got stage={stage!r}.")
+
+
+def _again_on_mini(stage: str, trial: FrozenTrial) -> str:
+    """The ``run`` line that trains ``trial``'s params on mini again: every one fixed by
+    ``--set``, so the new study's trial 0 is this configuration (its own seed)."""
+    words = ["python", "-m", "gg_optuna_helpers", "run", "--backend", "mini", "--stage", stage,
+             "--study-name", f"mini_{stage}_again", "--n-trials", "1"]
+    epochs = get(trial, TrialAttr.MAX_EPOCHS)
+    words += ["--max-epochs", str(epochs)] if epochs else []
+    for name, value in trial.params.items():
+        words += ["--set", f"{name}={value!r}" if isinstance(value, float) else f"{name}={value}"]
+    return f"To train it again on the mini backend: {shlex.join(words)}"
 
 
 class MiniBackend:
@@ -36,3 +57,13 @@ class MiniBackend:
         if ctx.stage == "meshhead":
             return meshhead.MeshHeadTrainer(ctx)
         return gazegaussian.GazeGaussianTrainer(ctx)
+
+    def export(self, stage: str, trial: FrozenTrial, script: str | None = None) -> Export:
+        """The real repo's command for the trial's params: mini's stages search the real
+        stages' parameters, but on synthetic data, so it is a starting point for a real run,
+        not a measured optimum of it (the notes say so first)."""
+        from .. import get_backend  # through the registry: mini imports no other backend
+
+        _check_stage(stage)
+        real = get_backend("gazegaussian").export(stage, trial, script)
+        return replace(real, notes=[FOUND_ON_MINI, *real.notes, _again_on_mini(stage, trial)])

@@ -23,7 +23,8 @@ import torch
 from torch import nn
 
 from ..base import TrainerContext
-from . import data, faults, png
+from .._images import image_grid, write_png
+from . import data, faults
 
 MOMENTUM = 0.9
 PREVIEW_ROWS = 4
@@ -96,7 +97,7 @@ class EpochTrainer(ABC):
         with torch.no_grad():
             columns = self.preview_columns()
         rows = torch.linspace(0, self.val_pairs - 1, PREVIEW_ROWS).round().long()
-        png.write_png(path, png.image_grid([column[rows] for column in columns]))
+        write_png(path, image_grid([column[rows] for column in columns]))
 
 
 def psnr(prediction: torch.Tensor, target: torch.Tensor) -> float:

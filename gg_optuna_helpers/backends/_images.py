@@ -1,4 +1,4 @@
-"""A dependency-free PNG writer (zlib + struct) and an image-grid helper for previews."""
+"""Preview images for every backend: a dependency-free PNG writer and an image grid."""
 
 from __future__ import annotations
 
