@@ -47,7 +47,9 @@ from gg_optuna_helpers.backends import TrainerContext, get_backend
 from gg_optuna_helpers.protocol import TrialSpec, append_event
 from gg_optuna_helpers.runner import WarmWorker, _launch, _Relay
 from gg_optuna_helpers.storage import open_storage
-from gg_optuna_helpers.study import StudyConfig, run_study
+from gg_optuna_helpers.config import StudyConfig
+from gg_optuna_helpers.records import TrialAttr, get
+from gg_optuna_helpers.study import run_study
 from gg_optuna_helpers.worker import Progress, _save
 
 STAGE = "meshhead"
@@ -169,7 +171,7 @@ def _helper(work: Path, defaults: dict, n_trials: int, epochs: int, *,
         study = run_study(cfg)
     trials = study.get_trials(deepcopy=False)
     assert all(t.state == TrialState.COMPLETE for t in trials), [t.state for t in trials]
-    trained = {t.number: t.user_attrs["epochs"] * t.user_attrs["seconds_per_epoch"]
+    trained = {t.number: get(t, TrialAttr.EPOCHS) * get(t, TrialAttr.SECONDS_PER_EPOCH)
                for t in trials}
     return _cycles(trials, trained), watcher.gaps()
 

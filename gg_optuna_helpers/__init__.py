@@ -11,9 +11,10 @@ import logging as _logging
 from .errors import ConfigError, GGOptunaError, StudyNotFound, TrialFailed
 from .presets import make_pruner, make_sampler
 from .spaces import GAZEGAUSSIAN, MESHHEAD, Param, SearchSpace
-from .status import format_status, load_study, study_status
-from .storage import StudyStorage, open_storage
-from .study import StudyConfig, best_checkpoint, run_study
+from .config import StudyConfig
+from .status import format_status, study_status
+from .storage import StudyStorage, open_storage, open_study
+from .study import best_checkpoint, run_study
 
 __all__ = [
     "GAZEGAUSSIAN",
@@ -28,10 +29,10 @@ __all__ = [
     "TrialFailed",
     "best_checkpoint",
     "format_status",
-    "load_study",
     "make_pruner",
     "make_sampler",
     "open_storage",
+    "open_study",
     "run_study",
     "study_status",
 ]

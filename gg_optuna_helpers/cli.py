@@ -12,7 +12,7 @@ from pathlib import Path
 
 
 from .errors import ConfigError
-from .study import log_to_stdout
+from .trial_log import log_to_stdout
 from .presets import PRUNERS, SAMPLERS
 from .spaces import parse_edit
 from .setup_repo import command as setup_repo_command
@@ -152,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _config(args: argparse.Namespace, stage: str):
-    from .study import StudyConfig
+    from .config import StudyConfig
 
     return StudyConfig(
         stage=stage, backend=args.backend, study_name=getattr(args, "study_name", None),
@@ -177,9 +177,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from .status import format_status, load_study, study_status
+    from .status import format_status, study_status
+    from .storage import open_study
 
-    status = study_status(load_study(args.storage, args.study_name))
+    status = study_status(open_study(args.storage, args.study_name))
     print(json.dumps(status, indent=2) if args.json else format_status(status))
     return 0
 
@@ -246,7 +247,8 @@ def cmd_check_repo(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from .storage import open_storage
-    from .study import StudyConfig, run_study
+    from .config import StudyConfig
+    from .study import run_study
 
     for stage in ("meshhead", "gazegaussian"):
         study = run_study(StudyConfig(stage=stage, storage=args.results_dir,

@@ -14,7 +14,7 @@ from pathlib import Path
 from .colab import is_colab, mount_drive
 from .dashboard import DEFAULT_PORT, Dashboard, serve_dashboard
 from .errors import ConfigError, GGOptunaError
-from .study import StudyConfig
+from .config import StudyConfig
 
 QUICK_TEST_TRIALS = 5
 
@@ -97,10 +97,11 @@ def start_dashboard(storage: str | os.PathLike, *, artifacts: str | os.PathLike 
 
 def show_status(config: StudyConfig) -> None:
     """Print the progress of ``config``'s study; works at any time, also before it started."""
-    from .status import format_status, load_study, study_status
+    from .status import format_status, study_status
+    from .storage import open_study
 
     try:
-        study = load_study(config.storage, config.study_name)
+        study = open_study(config.storage, config.study_name)
     except ConfigError as e:  # not started yet: say so, do not fail the cell
         print(e)
         return

@@ -67,7 +67,7 @@ def _studies(results: str | os.PathLike, study_names: str, backend: str,
              quick_test: bool) -> tuple[BaseStorage, list[optuna.Study]]:
     """The storage and the named studies found in it; each missing one is said in one line."""
     from .errors import ConfigError
-    from .status import load_study
+    from .storage import open_study
     from .storage import open_storage
 
     names = [n.strip() for n in study_names.split(",") if n.strip()] or [
@@ -77,7 +77,7 @@ def _studies(results: str | os.PathLike, study_names: str, backend: str,
     found = []
     for name in names:
         try:
-            found.append(load_study(storage, name))
+            found.append(open_study(storage, name))
         except ConfigError as e:
             print(e)
     return storage, found
