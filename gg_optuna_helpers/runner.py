@@ -18,7 +18,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,7 +55,7 @@ class Outcome:
 
 
 def run_trial(trial: optuna.Trial, spec: TrialSpec, *, limits: TimeLimits,
-              reported: set[int] = frozenset(), on_tick: Callable[[], None] = lambda: None,
+              reported: Iterable[int] = (), on_tick: Callable[[], None] = lambda: None,
               warm: WarmWorker | None = None) -> Outcome:
     """Train ``spec`` in a child process (``warm``'s if it has one ready); raise TrialPruned or
     TrialFailed, or return. ``reported``: epochs the trial already holds (a retry inherits
@@ -104,7 +104,7 @@ def run_trial(trial: optuna.Trial, spec: TrialSpec, *, limits: TimeLimits,
 class _Relay:
     """Turns metrics events into Optuna reports and user attrs."""
 
-    def __init__(self, trial: optuna.Trial, reported: set[int] = frozenset()) -> None:
+    def __init__(self, trial: optuna.Trial, reported: Iterable[int] = ()) -> None:
         self.trial = trial
         self.reported = set(reported)  # inherited by a retry
         self.epochs = 0  # epochs trained by this attempt
