@@ -167,4 +167,4 @@ def _log_done(study: optuna.Study, cfg: StudyConfig) -> None:
              cfg.n_trials, f"{value:.5g}" if math.isfinite(value) else "none yet")
 
 
-__all__ = ["StudyConfig", "best_checkpoint", "run_study"]
+__all__ = ["best_checkpoint", "run_study"]
