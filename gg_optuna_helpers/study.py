@@ -32,6 +32,8 @@ from .storage import StudyStorage, open_storage, open_study, optuna_storage
 from .trial_dirs import check_study_dir, known_dirs, study_uid
 from .trial_log import log, log_to_stdout
 
+HALF_CREATED_WAIT = 2.0  # seconds a study without stage or trials is given to be set up
+
 
 def run_study(config: StudyConfig) -> optuna.Study:
     """Create or resume the study and run it until ``n_trials`` trials have finished."""
@@ -104,19 +106,35 @@ def _create_or_load(cfg: StudyConfig, storage: StudyStorage) -> optuna.Study:
     pruner = make_pruner(cfg.pruner, max_epochs=cfg.max_epochs)
     common = dict(study_name=cfg.study_name, storage=storage.rdb, pruner=pruner)
     try:
-        study, created = optuna.create_study(direction="minimize", **common), True
+        study, stored = optuna.create_study(direction="minimize", **common), 0
+        _set_up(study, cfg)
     except optuna.exceptions.DuplicatedStudyError:
         study = optuna.load_study(**common)
         check_compatible(study, cfg)
-        created = get(study, StudyAttr.STAGE) is None and not study.get_trials(deepcopy=False)
+        stored = len(study.get_trials(deepcopy=False))
+        if not stored and _half_created(study):
+            _set_up(study, cfg)
     study_uid(storage.rdb, cfg.study_name)
-    seed = _sampler_seed(cfg, storage, len(study.get_trials(deepcopy=False)))
+    seed = _sampler_seed(cfg, storage, stored)
     study.sampler = make_sampler(cfg.sampler, seed=seed, n_trials=cfg.n_trials)
-    if created:
-        for key in (StudyAttr.BACKEND, StudyAttr.STAGE, StudyAttr.MAX_EPOCHS):
-            put(study, key, getattr(cfg, key.value))
-        _enqueue_baseline(study, cfg)
     return study
+
+
+def _half_created(study: optuna.Study) -> bool:
+    """True for a study whose creator stopped before setting it up (no stage, no trials); a
+    worker creating it right now (several workers on one database) gets a moment first."""
+    for wait in (0.0, HALF_CREATED_WAIT):
+        time.sleep(wait)
+        if get(study, StudyAttr.STAGE) is not None or study.get_trials(deepcopy=False):
+            return False
+    return True
+
+
+def _set_up(study: optuna.Study, cfg: StudyConfig) -> None:
+    """A new study's baseline trial (first: other workers then see a trial) and its attrs."""
+    _enqueue_baseline(study, cfg)
+    for key in (StudyAttr.BACKEND, StudyAttr.STAGE, StudyAttr.MAX_EPOCHS):
+        put(study, key, getattr(cfg, key.value))
 
 
 def _enqueue_baseline(study: optuna.Study, cfg: StudyConfig) -> None:
