@@ -28,8 +28,8 @@ import torch
 
 from gg_optuna_helpers.backends import TrainerContext, get_backend
 from gg_optuna_helpers.spaces import Param, SearchSpace
+from gg_optuna_helpers.worker import is_diverged
 
-from _inprocess import Diverged
 
 SPANS = 4  # validations per epoch in the recording
 EPOCHS = 12  # the training every recorded configuration gets
@@ -93,7 +93,7 @@ def _train(task: tuple) -> dict[str, Any]:
         value = trainer.validate()["value"] if math.isfinite(loss) else math.nan
         curve["train_s"].append(t1 - t0)
         curve["val_s"].append(time.process_time() - t1)
-        if not math.isfinite(value):
+        if is_diverged(loss, value):
             curve["diverged_at"] = span
             break
         curve["values"].append(value)
@@ -125,12 +125,12 @@ class PoolBank:
         self.assigned: dict[tuple, int] = {}
 
     def epoch(self, params: dict[str, Any], epoch: int) -> tuple[float, float]:
-        """Value and charged seconds at report ``epoch`` (from 1); raises Diverged."""
+        """Value (nan once diverged) and charged seconds at report ``epoch`` (from 1)."""
         c = self.curves[self._index(params)]
         first, last = (epoch - 1) * self.every, epoch * self.every  # spans [first, last)
         seconds = (c["setup"] if epoch == 1 else 0.0) + sum(c["train_s"][first:last])
         if c["diverged_at"] is not None and c["diverged_at"] <= last:
-            raise Diverged(seconds + c["val_s"][-1])
+            return math.nan, seconds + c["val_s"][-1]
         return c["values"][last - 1], seconds + c["val_s"][last - 1]
 
     def full_best(self, params: dict[str, Any]) -> float:

@@ -1,4 +1,4 @@
-"""Run a study in-process on the ``mini`` trainers, deciding exactly as the package does.
+"""Run a study in-process on the ``mini`` trainers, deciding with the package's own functions.
 
 The pruning and search benchmarks compare presets, not machinery, so they skip the child
 process and the database (``bench_overhead.py`` measures those) and drive the SAME trainers
@@ -7,9 +7,10 @@ the worker builds, with the package's pieces:
 - the space of ``StudyConfig(...).resolved()`` (default space fitted to the backend) and its
   ``suggest``; the backend's defaults enqueued as trial 0 (the baseline);
 - ``make_sampler`` / ``make_pruner`` presets, seeded and sized as ``run_study`` does;
-- per epoch: ``train_epoch``, ``validate``, a non-finite value fails the trial (``diverged``),
-  ``trial.report``, ``should_prune``, then the worker's early stopping (its ``Progress``,
-  patience 5 after the pruner's warm-up); a trial returns its best epoch's value.
+- per epoch: ``train_epoch``, ``validate``, then the worker's own decisions
+  (``Progress.step``: a non-finite value fails the trial as ``diverged``, early stopping with
+  patience 5 after the pruner's warm-up), ``trial.report`` and ``should_prune`` as the runner
+  relays them; a trial returns its best epoch's value.
 
 Curves are shared, time is charged. A mini trainer is deterministic given (stage, params,
 seed): every batch comes from a generator seeded by (seed, epoch) and nothing else draws random
@@ -37,23 +38,18 @@ from optuna.pruners import BasePruner
 from optuna.trial import TrialState
 
 from gg_optuna_helpers.backends import TrainerContext, get_backend
+from gg_optuna_helpers.config import StudyConfig
 from gg_optuna_helpers.presets import make_pruner, make_sampler, warmup_epochs
+from gg_optuna_helpers.records import TrialAttr
 from gg_optuna_helpers.spaces import SearchSpace
-from gg_optuna_helpers.study import StudyConfig
-from gg_optuna_helpers.worker import Progress
+from gg_optuna_helpers.worker import Progress, is_diverged
 
 PATIENCE = StudyConfig.patience  # the package's default early stopping
 LIVE_TRAINERS = 24  # trainers kept in memory to continue a curve; older ones are rebuilt
 
 
 class Diverged(Exception):
-    """A non-finite training loss or validation value: the worker ends such a trial as failed.
-
-    ``seconds``: what the diverging epoch cost (and the trainer build, at epoch 1)."""
-
-    def __init__(self, seconds: float) -> None:
-        super().__init__(seconds)
-        self.seconds = seconds
+    """The worker's decision ended the trial as diverged (it then FAILs, as in the package)."""
 
 
 def package_space(stage: str, edits: dict[str, Any] | None = None) -> SearchSpace:
@@ -86,15 +82,15 @@ class CurveBank:
         """A new study begins (nothing to reset here)."""
 
     def epoch(self, params: dict[str, Any], epoch: int) -> tuple[float, float]:
-        """The value and charged seconds (with the build at epoch 1) of ``epoch`` (from 1) of
-        ``params``; raises Diverged."""
+        """The value (nan from the epoch it diverged) and charged seconds (with the build at
+        epoch 1) of ``epoch`` (from 1) of ``params``."""
         key = tuple(sorted(params.items()))
         curve = self.curves.setdefault(key, Curve())
         while curve.diverged_at is None and len(curve.values) < epoch:
             self._train_next(key, params, curve)
         setup = curve.setup_seconds if epoch == 1 else 0.0
         if curve.diverged_at is not None and epoch >= curve.diverged_at:
-            raise Diverged(curve.seconds[-1] + setup)
+            return math.nan, curve.seconds[-1] + setup
         return curve.values[epoch - 1], curve.seconds[epoch - 1] + setup
 
     def _train_next(self, key: tuple, params: dict[str, Any], curve: Curve) -> None:
@@ -113,7 +109,7 @@ class CurveBank:
         now = time.process_time()
         self.trained_seconds += now - start
         self.epochs_trained += 1
-        if not (math.isfinite(loss) and math.isfinite(value)):
+        if is_diverged(loss, value):
             curve.diverged_at = epoch
             curve.seconds.append(now - epoch_start)
             return
@@ -176,7 +172,7 @@ def run_inprocess(bank: CurveBank, space: SearchSpace, *, sampler: str, pruner: 
         pruner=(variant or partial(make_pruner, pruner))(max_epochs=max_epochs))
     defaults = bank.backend.defaults(bank.stage, {})
     study.enqueue_trial({k: v for k, v in defaults.items() if k in space.names},
-                        user_attrs={"baseline": True})
+                        user_attrs={TrialAttr.BASELINE.value: True})
     warmup = warmup_epochs(pruner, max_epochs)
     charged = {"seconds": 0.0, "epochs": 0}
     seconds_so_far: list[float] = []
@@ -186,20 +182,16 @@ def run_inprocess(bank: CurveBank, space: SearchSpace, *, sampler: str, pruner: 
         progress = Progress()
         for epoch in range(1, max_epochs + 1):
             charged["epochs"] += 1
-            try:
-                value, seconds = bank.epoch(params, epoch)
-            except Diverged as e:
-                charged["seconds"] += e.seconds
-                if diverged_as_pruned:
-                    raise optuna.TrialPruned() from None
-                raise
+            value, seconds = bank.epoch(params, epoch)
             charged["seconds"] += seconds
+            step = progress.step(epoch, value, min_delta=0.0, patience=patience,
+                                 warmup_epochs=warmup)
+            if step.diverged:
+                raise optuna.TrialPruned() if diverged_as_pruned else Diverged()
             trial.report(value, epoch)
             if trial.should_prune():
                 raise optuna.TrialPruned()
-            _, stop = progress.step(epoch, value, min_delta=0.0, patience=patience,
-                                    warmup_epochs=warmup)
-            if stop:
+            if step.stop:
                 break
         return progress.best_value
 

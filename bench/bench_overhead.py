@@ -44,10 +44,12 @@ from _common import banner, parser, save, start, table
 from _inprocess import package_space
 
 from gg_optuna_helpers.backends import TrainerContext, get_backend
+from gg_optuna_helpers.config import StudyConfig
 from gg_optuna_helpers.protocol import TrialSpec, append_event
+from gg_optuna_helpers.records import TrialAttr, get
 from gg_optuna_helpers.runner import WarmWorker, _launch, _Relay
 from gg_optuna_helpers.storage import open_storage
-from gg_optuna_helpers.study import StudyConfig, run_study
+from gg_optuna_helpers.study import run_study
 from gg_optuna_helpers.worker import Progress, _save
 
 STAGE = "meshhead"
@@ -164,12 +166,13 @@ def _helper(work: Path, defaults: dict, n_trials: int, epochs: int, *,
                       n_trials=n_trials, max_epochs=epochs, pruner="none", patience=None,
                       device="cpu", edits=dict(defaults), show_progress_bar=False,
                       warm_worker=warm)
-    watcher = _EpochWatcher(work / "results" / f"mini_{STAGE}")
+    resolved = cfg.resolved()
+    watcher = _EpochWatcher(resolved.results.study_dir(resolved.study_name))
     with contextlib.redirect_stdout(io.StringIO()), watcher:  # no line per trial here
         study = run_study(cfg)
     trials = study.get_trials(deepcopy=False)
     assert all(t.state == TrialState.COMPLETE for t in trials), [t.state for t in trials]
-    trained = {t.number: t.user_attrs["epochs"] * t.user_attrs["seconds_per_epoch"]
+    trained = {t.number: get(t, TrialAttr.EPOCHS) * get(t, TrialAttr.SECONDS_PER_EPOCH)
                for t in trials}
     return _cycles(trials, trained), watcher.gaps()
 

@@ -22,7 +22,7 @@ from _inprocess import CurveBank, package_space, run_inprocess
 from optuna.pruners import HyperbandPruner, MedianPruner, PatientPruner, SuccessiveHalvingPruner
 
 from gg_optuna_helpers.presets import PRUNERS, REFERENCE_EPOCHS, make_pruner, warmup_epochs
-from gg_optuna_helpers.study import StudyConfig
+from gg_optuna_helpers.config import StudyConfig
 
 STAGE = "gazegaussian"
 RECOMMENDED = StudyConfig.pruner  # the package's default pruner

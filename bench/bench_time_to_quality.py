@@ -28,7 +28,7 @@ from optuna.pruners import MedianPruner
 
 from gg_optuna_helpers.curve_pruner import CurvePruner
 from gg_optuna_helpers.presets import PRUNERS, warmup_epochs
-from gg_optuna_helpers.study import StudyConfig
+from gg_optuna_helpers.config import StudyConfig
 
 DEFAULT = StudyConfig.pruner
 ORDER = ["none"] + [p for p in PRUNERS if p != "none"]

@@ -12,8 +12,9 @@ from .errors import ConfigError, GGOptunaError, StudyNotFound, TrialFailed
 from .presets import make_pruner, make_sampler
 from .spaces import GAZEGAUSSIAN, MESHHEAD, Param, SearchSpace
 from .analysis import format_summary, summarize
+from .config import StudyConfig
 from .storage import StudyStorage, open_storage, open_study
-from .study import StudyConfig, best_checkpoint, run_study
+from .study import best_checkpoint, run_study
 
 __all__ = [
     "GAZEGAUSSIAN",

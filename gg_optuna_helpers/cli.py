@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 
-from . import StudyConfig
+from .config import StudyConfig
 from .backends import BACKENDS, STAGES
 from .dashboard import DEFAULT_PORT, TUNNELS
 from .errors import ConfigError
@@ -19,7 +19,7 @@ from .layout import DEFAULT_FOLDER, Results, check_study_name, default_study_nam
 from .presets import PRUNERS, SAMPLERS
 from .setup_repo import command as setup_repo_command
 from .spaces import parse_edit
-from .study import log_to_stdout
+from .trial_log import log_to_stdout
 from .values import parse_assignments
 
 DESCRIPTION = """Optuna hyperparameter search for the GazeGaussian pipeline.

@@ -1,7 +1,7 @@
 """Checks of a whole study configuration, run before anything is created.
 
 Each refusal is one sentence (a ConfigError) that says what was wrong and how to fix it;
-``cfg`` is a :class:`~gg_optuna_helpers.study.StudyConfig` with its names filled in.
+``cfg`` is a :class:`~gg_optuna_helpers.config.StudyConfig` with its names filled in.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .layout import Results, is_url
 from .storage import check_folder, check_url, check_writable_dir, local_base
 
 
@@ -51,7 +52,7 @@ def _check_device(device: Any) -> None:
                           "use --device auto or cpu, or a GPU runtime.")
 
 
-# faults: the test hook of study._Objective; repo and data: the notebook form's (unused here)
+# faults: the test hook of objective.Objective; repo and data: the notebook form's (unused here)
 MINI_OPTIONS = ("data", "faults", "meshhead_checkpoint", "repo")
 
 
@@ -69,15 +70,15 @@ def check_backend_options(cfg) -> None:
 
 def check_places(cfg) -> None:
     """Storage, local and results folders, before anything is written to any of them."""
-    if "://" in cfg.storage:
+    if is_url(cfg.storage):
         check_url(cfg.storage)
     else:
         check_folder(cfg.storage, write=True)
         local_base(cfg.local_dir, write=True)
-    results = Path(cfg.results_dir).expanduser()
-    check_folder(results, write=True)
-    for sub in (cfg.study_name, "artifacts"):
-        check_writable_dir(results / sub, "results folder")
+    results = Results.of(cfg.storage, cfg.results_dir)
+    check_folder(results.folder, write=True)
+    for folder in (results.study_dir(cfg.study_name), results.artifacts):
+        check_writable_dir(folder, "results folder")
 
 
 def _has_cuda() -> bool:

@@ -1,5 +1,9 @@
 """The package's one exception family: each message is one sentence saying what and how to fix."""
 
+from __future__ import annotations
+
+from .records import Failure
+
 
 class GGOptunaError(Exception):
     """Base class for errors raised by gg_optuna_helpers."""
@@ -14,9 +18,10 @@ class StudyNotFound(ConfigError):
 
 
 class TrialFailed(GGOptunaError):
-    """A trial ended without a value; ``reason`` is one of oom, diverged, crashed, timeout."""
+    """A trial ended without a value; ``reason`` says why (a :class:`~.records.Failure`)."""
 
-    def __init__(self, reason: str, detail: str = "") -> None:
-        super().__init__(f"trial failed: {reason}" + (f" ({detail})" if detail else ""))
+    def __init__(self, reason: Failure, detail: str = "") -> None:
+        reason = Failure(reason)
+        super().__init__(f"trial failed: {reason.value}" + (f" ({detail})" if detail else ""))
         self.reason = reason
         self.detail = detail

@@ -13,29 +13,29 @@ from typing import TYPE_CHECKING
 import optuna
 
 from .errors import ConfigError
+from .records import StudyAttr, get, put
 
 if TYPE_CHECKING:
+    from .config import StudyConfig
     from .storage import StudyStorage
-    from .study import StudyConfig
 
-CHECKPOINT_ATTR = "meshhead_checkpoint"
-STUDY_ATTR = "meshhead_study"
+OPTION = "meshhead_checkpoint"  # the backend option naming a MeshHead checkpoint explicitly
 
 
 def link_meshhead(study: optuna.Study, storage: StudyStorage, cfg: StudyConfig) -> str:
     """The MeshHead checkpoint for ``study``, checked against and recorded on the study."""
-    given = cfg.backend_options.get(CHECKPOINT_ATTR)
+    given = cfg.backend_options.get(OPTION)
     checkpoint = str(given) if given else str(_best_of(storage, cfg.meshhead_study))
     source = None if given else cfg.meshhead_study
-    recorded = study.user_attrs.get(CHECKPOINT_ATTR)
+    recorded = get(study, StudyAttr.MESHHEAD_CHECKPOINT)
     if recorded and recorded != checkpoint and not cfg.change_meshhead:
         raise ConfigError(
             f"Study {cfg.study_name!r} was trained on the MeshHead {recorded}, not {checkpoint}, "
             "and one study must not mix MeshHeads: choose a new study name, or set "
             "change_meshhead=True (CHANGE_MESHHEAD in the notebook, --change-meshhead) to "
             "switch on purpose.")
-    study.set_user_attr(CHECKPOINT_ATTR, checkpoint)
-    study.set_user_attr(STUDY_ATTR, source)
+    put(study, StudyAttr.MESHHEAD_CHECKPOINT, checkpoint)
+    put(study, StudyAttr.MESHHEAD_STUDY, source)
     return checkpoint
 
 
@@ -46,7 +46,7 @@ def _best_of(storage: StudyStorage, name: str):
     summaries = optuna.get_all_study_summaries(storage.all_studies(), include_best_trial=False)
     if name not in {s.study_name for s in summaries}:
         held = ", ".join(repr(s.study_name) for s in summaries
-                         if s.user_attrs.get("stage") == "meshhead") or "none"
+                         if get(s, StudyAttr.STAGE) == "meshhead") or "none"
         raise ConfigError(
             f"No MeshHead study named {name!r} in this storage (MeshHead studies here: "
             f"{held}): run the MeshHead study first (notebook 01, or run --stage meshhead), or "

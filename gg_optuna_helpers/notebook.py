@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from . import StudyConfig
+from .config import StudyConfig
 from .colab import is_colab, mount_drive
 from .dashboard import DEFAULT_PORT, Dashboard, Storage, serve_dashboard
 from .errors import ConfigError, GGOptunaError

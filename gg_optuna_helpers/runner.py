@@ -18,21 +18,24 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
 
 from .errors import TrialFailed
-from .protocol import (EXIT_DISK_FULL, EXIT_DIVERGED, EXIT_OK, EXIT_OOM, LOG, STOP, EventReader,
-                       TrialSpec)
+from .protocol import (EARLY_STOP, EXIT_DISK_FULL, EXIT_DIVERGED, EXIT_OK, EXIT_OOM, LOG, STOP,
+                       WITH_VALUE, EventReader, TrialSpec)
+from .records import Failure, TrialAttr, put, put_metrics
 
-EXIT_REASONS = {EXIT_OOM: "oom", EXIT_DIVERGED: "diverged", EXIT_DISK_FULL: "disk_full"}
+# How a worker's exit code reads as a failure reason; any other code is Failure.CRASHED.
+EXIT_REASONS = {EXIT_OOM: Failure.OOM, EXIT_DIVERGED: Failure.DIVERGED,
+                EXIT_DISK_FULL: Failure.DISK_FULL}
 
 
 @dataclass
-class Limits:
+class TimeLimits:
     """Time limits for one trial, in seconds (None: no limit)."""
 
     trial_timeout: float | None = None
@@ -46,25 +49,26 @@ class Outcome:
     """What a finished worker left: its best value and how it ended."""
 
     best_value: float
-    reason: str  # done, early_stop
+    reason: str  # one of protocol.WITH_VALUE
     epochs: int
     best_epoch: int
 
 
-def run_trial(trial: optuna.Trial, spec: TrialSpec, *, limits: Limits,
-              on_tick: Callable[[], None] = lambda: None,
+def run_trial(trial: optuna.Trial, spec: TrialSpec, *, limits: TimeLimits,
+              reported: Iterable[int] = (), on_tick: Callable[[], None] = lambda: None,
               warm: WarmWorker | None = None) -> Outcome:
     """Train ``spec`` in a child process (``warm``'s if it has one ready); raise TrialPruned or
-    TrialFailed, or return."""
+    TrialFailed, or return. ``reported``: epochs the trial already holds (a retry inherits
+    them), not reported again."""
     reader = EventReader(spec.trial_dir)
     (Path(spec.trial_dir) / STOP).unlink(missing_ok=True)
     try:
         child = _launch(spec, warm)
     except OSError as e:
         if e.errno == errno.ENOSPC:
-            raise TrialFailed("disk_full", _disk_full(spec.trial_dir)) from None
+            raise TrialFailed(Failure.DISK_FULL, _disk_full(spec.trial_dir)) from None
         raise
-    relay = _Relay(trial)
+    relay = _Relay(trial, reported)
     started = last_epoch_at = time.monotonic()
     try:
         while True:
@@ -75,7 +79,7 @@ def run_trial(trial: optuna.Trial, spec: TrialSpec, *, limits: Limits,
                         warm.refill()
             if relay.prune_at is not None:
                 _stop(child, spec, limits.stop_grace)
-                trial.set_user_attr("pruned_at", relay.prune_at)
+                put(trial, TrialAttr.PRUNED_AT, relay.prune_at)
                 relay.finish()
                 raise optuna.TrialPruned(f"pruned at epoch {relay.prune_at}")
             code = child.poll()
@@ -100,9 +104,9 @@ def run_trial(trial: optuna.Trial, spec: TrialSpec, *, limits: Limits,
 class _Relay:
     """Turns metrics events into Optuna reports and user attrs."""
 
-    def __init__(self, trial: optuna.Trial) -> None:
+    def __init__(self, trial: optuna.Trial, reported: Iterable[int] = ()) -> None:
         self.trial = trial
-        self.reported = set(frozen(trial).intermediate_values)  # inherited by a retry
+        self.reported = set(reported)  # inherited by a retry
         self.epochs = 0  # epochs trained by this attempt
         self.seconds = 0.0
         self.prune_at: int | None = None
@@ -113,15 +117,14 @@ class _Relay:
         if event["event"] == "end":
             self.end = event
         if event["event"] == "start":
-            self.trial.set_user_attr("start_epoch", event["start_epoch"])
+            put(self.trial, TrialAttr.START_EPOCH, event["start_epoch"])
         if event["event"] != "epoch":
             return False
         epoch = event["epoch"]
         if epoch not in self.reported:
             self.trial.report(event["value"], epoch)
             self.reported.add(epoch)
-        for key, val in event.get("parts", {}).items():
-            self.trial.set_user_attr(key, val)
+        put_metrics(self.trial, event.get("parts", {}))
         if event.get("replayed"):
             return False
         self.epochs += 1
@@ -131,18 +134,18 @@ class _Relay:
         return True
 
     def finish(self) -> None:
-        self.trial.set_user_attr("epochs", self.epochs)
+        put(self.trial, TrialAttr.EPOCHS, self.epochs)
         if self.epochs:
-            self.trial.set_user_attr("seconds_per_epoch", self.seconds / self.epochs)
+            put(self.trial, TrialAttr.SECONDS_PER_EPOCH, self.seconds / self.epochs)
 
 
 def _outcome(code: int, relay: _Relay, trial_dir: str) -> Outcome:
     end = relay.end or {}
-    if code == EXIT_OK and end.get("reason") in ("done", "early_stop"):
-        if end["reason"] == "early_stop":
-            relay.trial.set_user_attr("early_stopped_at", end["last_epoch"])
+    if code == EXIT_OK and end.get("reason") in WITH_VALUE:
+        if end["reason"] == EARLY_STOP:
+            put(relay.trial, TrialAttr.EARLY_STOPPED_AT, end["last_epoch"])
         return Outcome(end["best_value"], end["reason"], relay.epochs, end["best_epoch"])
-    reason = EXIT_REASONS.get(code, "crashed")
+    reason = EXIT_REASONS.get(code, Failure.CRASHED)
     if code == EXIT_DISK_FULL:  # the worker could not write a word of its own
         raise TrialFailed(reason, _disk_full(trial_dir))
     detail = end.get("message") or _describe_exit(code)
@@ -257,14 +260,10 @@ def _kill(child: subprocess.Popen) -> None:
     child.wait()
 
 
-def _fail_timeout(child: subprocess.Popen, spec: TrialSpec, limits: Limits, why: str) -> None:
+def _fail_timeout(child: subprocess.Popen, spec: TrialSpec, limits: TimeLimits,
+                  why: str) -> None:
     _stop(child, spec, min(limits.stop_grace, 5.0))
-    raise TrialFailed("timeout", why)
-
-
-def frozen(trial: optuna.Trial) -> optuna.trial.FrozenTrial:
-    """The stored view of a running trial (system attrs, inherited intermediate values)."""
-    return trial.study._storage.get_trial(trial._trial_id)
+    raise TrialFailed(Failure.TIMEOUT, why)
 
 
 def log_tail(trial_dir: str | os.PathLike, lines: int = 20) -> str:

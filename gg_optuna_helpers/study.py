@@ -2,100 +2,37 @@
 
 ``run_study(StudyConfig(stage="meshhead"))`` is the whole job of notebooks 01/02 and of
 ``python -m gg_optuna_helpers run``. Re-running it after a disconnect finishes only what is left:
-dead trials are re-queued by the storage heartbeat and resume from their last checkpoint.
+dead trials are re-queued by the storage heartbeat and resume from their last checkpoint
+(recovery.py). One trial is run by objective.py; the knobs are in config.py.
 """
 
 from __future__ import annotations
 
-import copy
 import hashlib
-import json
-import logging
 import math
 import os
-import sys
 import socket
 import time
-import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import optuna
-from optuna.storages import RetryHeartbeatStaleTrialCallback, fail_stale_trials
-from optuna.trial import FrozenTrial, TrialState
-from tqdm.auto import tqdm
+from optuna.study import MaxTrialsCallback
+from optuna.storages import BaseStorage
 
-from .backends import STAGES, get_backend
-from .errors import ConfigError, StudyNotFound, TrialFailed
-from .meshhead_link import link_meshhead
-from .presets import make_pruner, make_sampler, warmup_epochs
-from .protocol import BEST, LAST, PREVIEW, TrialSpec
-from .runner import Limits, WarmWorker, frozen, log_tail, run_trial
-from .spaces import SPACES, SearchSpace
-from .config_checks import check_backend_options, check_numbers, check_places
-from .layout import check_study_name
-from .storage import StudyStorage, open_storage, open_study
-from .trial_dirs import check_study_dir, claim, known_dirs, study_uid
+from .backends import get_backend
+from .config import StudyConfig
+from .errors import StudyNotFound, TrialFailed
+from .objective import FINISHED_STATES, TAKEN_STATES, Objective, best_value
+from .presets import make_pruner, make_sampler
+from .protocol import BEST
+from .records import StudyAttr, TrialAttr, best, get, put
+from .recovery import check_compatible, recover_dead_trials, requeue_interrupted
+from .runner import WarmWorker
+from .storage import StudyStorage, open_storage, open_study, optuna_storage
+from .trial_dirs import check_study_dir, known_dirs, study_uid
+from .trial_log import log, log_to_stdout
 
-log = logging.getLogger("gg_optuna_helpers")
-FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
-ARTIFACT_MAX_BYTES = 200 * 2**20
-
-
-@dataclass
-class StudyConfig:
-    """Every knob of one study. Unset names get sensible defaults in :meth:`resolved`."""
-
-    stage: str
-    backend: str = "mini"
-    study_name: str | None = None  # default: "<backend>_<stage>"
-    storage: str = "gg_results"  # a folder (snapshots) or a sqlite:// / postgresql:// URL
-    results_dir: str | None = None  # trial folders; default: the storage folder
-    n_trials: int = 20  # finished trials in total, across restarts
-    max_epochs: int = 20
-    pruner: str = "median"
-    sampler: str = "tpe"
-    seed: int = 42
-    timeout: float | None = None  # seconds for this call
-    trial_timeout: float | None = None
-    epoch_timeout: float | None = None
-    patience: int | None = 5  # early stopping; None: off
-    min_delta: float = 0.0
-    device: str = "auto"
-    space: SearchSpace | None = None
-    edits: dict[str, Any] = field(default_factory=dict)  # e.g. {"batch_size": [1]}
-    backend_options: dict[str, Any] = field(default_factory=dict)
-    meshhead_study: str | None = None  # gazegaussian stage: where the best MeshHead comes from
-    change_meshhead: bool = False  # allow a MeshHead other than the one the study recorded
-    heartbeat_interval: int = 10
-    local_dir: str | None = None
-    show_progress_bar: bool = True
-    max_failures_in_a_row: int = 5
-    warm_worker: bool = True  # start the next trial's process while the current one trains
-
-    def resolved(self) -> StudyConfig:
-        """A checked copy with defaults filled in; bad values raise one-sentence ConfigErrors."""
-        cfg = copy.deepcopy(self)
-        if cfg.stage not in STAGES:
-            raise ConfigError(f"Unknown stage {cfg.stage!r}: choose one of {', '.join(STAGES)}.")
-        check_numbers(cfg)
-        make_pruner(cfg.pruner, max_epochs=cfg.max_epochs)
-        make_sampler(cfg.sampler)
-        cfg.study_name = check_study_name(cfg.study_name or f"{cfg.backend}_{cfg.stage}")
-        cfg.meshhead_study = check_study_name(cfg.meshhead_study or f"{cfg.backend}_meshhead",
-                                              "MeshHead study name")
-        cfg.storage = os.fspath(cfg.storage)
-        if cfg.results_dir is None:
-            cfg.results_dir = "gg_results" if "://" in cfg.storage else cfg.storage
-        check_places(cfg)
-        check_backend_options(cfg)
-        backend = get_backend(cfg.backend)
-        limits = backend.limits(cfg.stage, cfg.backend_options)
-        space = cfg.space or SPACES[cfg.stage].fitted(limits, keep=cfg.edits)
-        cfg.space = space.replace(**cfg.edits)
-        cfg.space.validate(limits, cfg.backend)
-        return cfg
+HALF_CREATED_WAIT = 2.0  # seconds a study without stage or trials is given to be set up
 
 
 def run_study(config: StudyConfig) -> optuna.Study:
@@ -119,38 +56,42 @@ def _check_prior(cfg: StudyConfig) -> None:
     """Refuse, from the study as stored now (read, nothing written), a run that cannot resume
     it, and a results folder holding trials of another study (no study yet: any there)."""
     try:
-        prior = open_study(cfg.storage, cfg.study_name)
+        rdb = optuna_storage(cfg.storage, cfg.study_name)
+        prior = open_study(rdb, cfg.study_name)
     except StudyNotFound:
         prior = None
     if prior is not None:
-        _check_compatible(prior, cfg)
-    uid = prior and study_uid(prior, make=False)
-    study_dir = Path(cfg.results_dir).resolve() / cfg.study_name
-    check_study_dir(study_dir, uid, known_dirs(prior))
+        check_compatible(prior, cfg)
+    uid = prior and study_uid(rdb, cfg.study_name, make=False)
+    check_study_dir(cfg.results.study_dir(cfg.study_name), uid, known_dirs(prior))
 
 
 def _run(cfg: StudyConfig, storage: StudyStorage) -> optuna.Study:
     study = _create_or_load(cfg, storage)
-    _recover_dead_trials(study, storage)
-    objective = _Objective(cfg, storage, study)
+    recover_dead_trials(study, storage)
+    objective = Objective(cfg, storage, study)
     log.info("Study %r (%s, %s backend) in %s", cfg.study_name, cfg.stage, cfg.backend,
              storage.describe())
     deadline = time.monotonic() + cfg.timeout if cfg.timeout else None
+    # Running trials hold their place: otherwise each of several workers would start one more
+    # trial at the end (a running trial that later fails frees its place again).
+    at_total = MaxTrialsCallback(cfg.n_trials, states=TAKEN_STATES)
     try:
         objective.warm = WarmWorker() if cfg.warm_worker else None
-        while (left := cfg.n_trials - _count(study, FINISHED + (TrialState.RUNNING,))) > 0:
+        while (left := cfg.n_trials - _count(study, TAKEN_STATES)) > 0:
             if objective.failures_in_a_row >= cfg.max_failures_in_a_row:
-                log.warning("Stopping: %d trials failed in a row; see user_attrs['failure'] and "
-                            "the worker logs in %s.", objective.failures_in_a_row, cfg.results_dir)
+                log.warning("Stopping: %d trials failed in a row; see user_attrs['%s'] and the "
+                            "worker logs in %s.", objective.failures_in_a_row,
+                            TrialAttr.FAILURE.value, cfg.results_dir)
                 break
             remaining = deadline - time.monotonic() if deadline else None
             if remaining is not None and remaining <= 0:
                 break
             study.optimize(objective, n_trials=left, timeout=remaining, catch=(TrialFailed,),
-                           callbacks=[objective.after_trial, _stop_at_total(cfg.n_trials)],
+                           callbacks=[objective.after_trial, at_total],
                            show_progress_bar=cfg.show_progress_bar, gc_after_trial=True)
     except KeyboardInterrupt:
-        _requeue_interrupted(study, storage)
+        requeue_interrupted(study, storage)
         log.warning("Interrupted: the running trial was stopped and re-queued; run again to "
                     "resume it from its last checkpoint.")
         raise
@@ -161,160 +102,43 @@ def _run(cfg: StudyConfig, storage: StudyStorage) -> optuna.Study:
     return study
 
 
-class _Objective:
-    """Runs one trial in a worker process; logs one line per finished trial."""
-
-    def __init__(self, cfg: StudyConfig, storage: StudyStorage, study: optuna.Study) -> None:
-        self.cfg, self.storage = cfg, storage
-        self.study_dir = Path(cfg.results_dir).resolve() / cfg.study_name
-        self.cache_dir = Path(cfg.results_dir).resolve() / ".cache" / cfg.backend
-        self.artifacts = optuna.artifacts.FileSystemArtifactStore(
-            str(_mkdir(Path(cfg.results_dir).resolve() / "artifacts")))
-        self.options = dict(cfg.backend_options)
-        if cfg.stage == "gazegaussian":
-            ckpt = self.options["meshhead_checkpoint"] = link_meshhead(study, storage, cfg)
-            log.info("Using the best MeshHead of study %r: %s", cfg.meshhead_study, ckpt)
-        self.study = study
-        self.uid, self.known = study_uid(study), known_dirs(study)
-        self.warm: WarmWorker | None = None
-        self.failures_in_a_row = 0
-        self.best = _best_value(study)
-
-    def __call__(self, trial: optuna.Trial) -> float:
-        cfg = self.cfg
-        if self._surplus(trial):
-            trial.set_user_attr("failure", "surplus")
-            trial.set_user_attr("failure_log", f"{cfg.n_trials} trials were already finished or "
-                                               "running in other workers; nothing was trained")
-            raise TrialFailed("surplus")
-        original = _retried_number(frozen(trial))
-        params = cfg.space.suggest(trial)
-        number = trial.number if original is None else original
-        trial_dir = self.study_dir / f"trial_{number:04d}"
-        claim(trial_dir, self.uid, number, fresh=original is None, known=self.known)
-        trial.set_user_attr("trial_dir", str(trial_dir))
-        trial.set_user_attr("max_epochs", cfg.max_epochs)
-        spec = TrialSpec(
-            backend=cfg.backend, stage=cfg.stage, params=params, max_epochs=cfg.max_epochs,
-            trial_dir=str(trial_dir), cache_dir=str(self.cache_dir), seed=cfg.seed,
-            device=cfg.device, resume=str(trial_dir / LAST) if original is not None else None,
-            patience=cfg.patience, min_delta=cfg.min_delta,
-            warmup_epochs=warmup_epochs(cfg.pruner, cfg.max_epochs),
-            options=self._options_for(trial.number))
-        limits = Limits(trial_timeout=cfg.trial_timeout, epoch_timeout=cfg.epoch_timeout)
-        # A new VM then knows this trial and its folder; with a heartbeat already recorded, so
-        # that there it turns stale and is re-queued rather than left RUNNING.
-        self.storage.rdb.record_heartbeat(trial._trial_id)
-        self.storage.snapshot(force=True)
-        try:
-            outcome = run_trial(trial, spec, limits=limits, on_tick=self.storage.snapshot,
-                                warm=self.warm)
-        except TrialFailed as e:
-            trial.set_user_attr("failure", e.reason)
-            trial.set_user_attr("failure_log", (e.detail + "\n" + log_tail(trial_dir)).strip())
-            raise
-        except KeyboardInterrupt:
-            trial.set_user_attr("failure", "interrupted")
-            raise
-        finally:
-            self._upload(trial, trial_dir / PREVIEW)
-        self._upload(trial, trial_dir / BEST)
-        return outcome.best_value
-
-    def _surplus(self, trial: optuna.Trial) -> bool:
-        """True for the newest of the trials that workers started at once beyond the total."""
-        active = self.study.get_trials(deepcopy=False, states=FINISHED + (TrialState.RUNNING,))
-        running = [t.number for t in active if t.state == TrialState.RUNNING]
-        return len(active) > self.cfg.n_trials and trial.number == max(running)
-
-    def _options_for(self, number: int) -> dict[str, Any]:
-        """Backend options; the test hook ``faults`` ({trial number: fault}) picks one trial."""
-        options = dict(self.options)
-        faults = options.pop("faults", None)
-        if isinstance(faults, str):
-            faults = json.loads(faults)
-        if faults and str(number) in {str(k) for k in faults}:
-            options["fault"] = {str(k): v for k, v in faults.items()}[str(number)]
-        return options
-
-    def _upload(self, trial: optuna.Trial, path: Path) -> None:
-        if path.exists() and path.stat().st_size <= ARTIFACT_MAX_BYTES:
-            try:
-                optuna.artifacts.upload_artifact(artifact_store=self.artifacts,
-                                                 file_path=str(path), study_or_trial=trial)
-            except OSError as e:  # e.g. a full disk: the trial's own files are what matter
-                log.warning("Could not keep %s as an artifact (%s).", path, e.strerror or e)
-
-    def after_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        self.storage.snapshot(force=True)
-        self.failures_in_a_row = self.failures_in_a_row + 1 if trial.state == TrialState.FAIL else 0
-        log.info(describe_trial(trial, self.best))
-        if trial.state == TrialState.COMPLETE and trial.value < self.best:
-            self.best = trial.value
-
-
-class _TqdmHandler(logging.Handler):
-    """Writes to the current stdout, above a running progress bar instead of through it."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        tqdm.write(self.format(record), file=sys.stdout)
-
-
-def log_to_stdout() -> None:
-    """Show our one line per trial on stdout (a notebook cell, a terminal), once."""
-    if not any(isinstance(h, _TqdmHandler) for h in log.handlers):
-        handler = _TqdmHandler()
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        log.addHandler(handler)
-    log.setLevel(logging.INFO)
-    log.propagate = False
-
-
-def describe_trial(trial: FrozenTrial, best_before: float = math.inf) -> str:
-    """One line per finished trial: its value, where it was pruned, or why it failed."""
-    attrs = trial.user_attrs
-    tag = " (baseline)" if attrs.get("baseline") else ""
-    if trial.state == TrialState.COMPLETE:
-        stop = (f", early-stopped at epoch {attrs['early_stopped_at']}"
-                if "early_stopped_at" in attrs else "")
-        mark = "  <- new best" if trial.value < best_before else ""
-        return f"Trial {trial.number}{tag}: value {trial.value:.5g}{stop}{mark}"
-    if trial.state == TrialState.PRUNED:
-        return f"Trial {trial.number}{tag}: pruned at epoch {attrs.get('pruned_at', trial.last_step)}"
-    reason = attrs.get("failure", "disconnected (re-queued)")
-    detail = attrs.get("failure_log", "").splitlines()[:1]
-    return f"Trial {trial.number}{tag}: failed: {reason}" + (f" ({detail[0]})" if detail else "")
-
-
-def _stop_at_total(n_trials: int):
-    """Stop once finished trials plus those other workers are running reach ``n_trials``.
-
-    Optuna's MaxTrialsCallback counts finished trials only, so each of several workers would
-    start one more trial at the end. A running trial that later fails frees its place again.
-    """
-    def callback(study: optuna.Study, trial: FrozenTrial) -> None:
-        if _count(study, FINISHED + (TrialState.RUNNING,)) >= n_trials:
-            study.stop()
-
-    return callback
-
-
 def _create_or_load(cfg: StudyConfig, storage: StudyStorage) -> optuna.Study:
     pruner = make_pruner(cfg.pruner, max_epochs=cfg.max_epochs)
     common = dict(study_name=cfg.study_name, storage=storage.rdb, pruner=pruner)
     try:
-        study, created = optuna.create_study(direction="minimize", **common), True
+        study, stored = optuna.create_study(direction="minimize", **common), 0
+        _set_up(study, cfg)
     except optuna.exceptions.DuplicatedStudyError:
         study = optuna.load_study(**common)
-        _check_compatible(study, cfg)
-        created = "stage" not in study.user_attrs and not study.get_trials(deepcopy=False)
-    study_uid(study)
-    seed = _sampler_seed(cfg, storage, len(study.get_trials(deepcopy=False)))
+        check_compatible(study, cfg)
+        stored = len(study.get_trials(deepcopy=False))
+        if not stored and _half_created(study):
+            _set_up(study, cfg)
+    study_uid(storage.rdb, cfg.study_name)
+    seed = _sampler_seed(cfg, storage, stored)
     study.sampler = make_sampler(cfg.sampler, seed=seed, n_trials=cfg.n_trials)
-    if not created:
-        return study
-    for key in ("backend", "stage", "max_epochs"):
-        study.set_user_attr(key, getattr(cfg, key))
+    return study
+
+
+def _half_created(study: optuna.Study) -> bool:
+    """True for a study whose creator stopped before setting it up (no stage, no trials); a
+    worker creating it right now (several workers on one database) gets a moment first."""
+    for wait in (0.0, HALF_CREATED_WAIT):
+        time.sleep(wait)
+        if get(study, StudyAttr.STAGE) is not None or study.get_trials(deepcopy=False):
+            return False
+    return True
+
+
+def _set_up(study: optuna.Study, cfg: StudyConfig) -> None:
+    """A new study's baseline trial (first: other workers then see a trial) and its attrs."""
+    _enqueue_baseline(study, cfg)
+    for key in (StudyAttr.BACKEND, StudyAttr.STAGE, StudyAttr.MAX_EPOCHS):
+        put(study, key, getattr(cfg, key.value))
+
+
+def _enqueue_baseline(study: optuna.Study, cfg: StudyConfig) -> None:
+    """Queue the repo's defaults as the first trial, if the search space holds them."""
     defaults = get_backend(cfg.backend).defaults(cfg.stage, cfg.backend_options)
     baseline = {k: v for k, v in defaults.items() if k in cfg.space.names}
     outside = [f"{k}={v!r}" for k, v in baseline.items() if not cfg.space[k].contains(v)]
@@ -322,8 +146,7 @@ def _create_or_load(cfg: StudyConfig, storage: StudyStorage) -> optuna.Study:
         log.warning("No baseline trial: the repo's defaults lie outside the edited search space "
                     "(%s).", ", ".join(outside))
     else:
-        study.enqueue_trial(baseline, user_attrs={"baseline": True})
-    return study
+        study.enqueue_trial(baseline, user_attrs={TrialAttr.BASELINE.value: True})
 
 
 def _sampler_seed(cfg: StudyConfig, storage: StudyStorage, stored: int) -> int:
@@ -337,104 +160,29 @@ def _sampler_seed(cfg: StudyConfig, storage: StudyStorage, stored: int) -> int:
     return int.from_bytes(hashlib.sha256(worker.encode()).digest()[:4], "big")
 
 
-def _check_compatible(study: optuna.Study, cfg: StudyConfig) -> None:
-    if len(study.directions) != 1 or study.direction != optuna.study.StudyDirection.MINIMIZE:
-        raise ConfigError(
-            f"Study {cfg.study_name!r} already exists with direction "
-            f"{[d.name.lower() for d in study.directions]}, but these studies minimize: "
-            "choose another study name or storage.")
-    for key in ("backend", "stage"):
-        found = study.user_attrs.get(key)
-        if found is not None and found != getattr(cfg, key):
-            raise ConfigError(
-                f"Study {cfg.study_name!r} was created for {key} {found!r}, not "
-                f"{getattr(cfg, key)!r}: choose another study name.")
-    searched = {}
-    for trial in study.get_trials(deepcopy=False):
-        searched.update(trial.distributions)
-    for name, old in searched.items():
-        if name in cfg.space.names:
-            new = cfg.space[name].distribution()
-            if type(old) is not type(new) or getattr(old, "log", 0) != getattr(new, "log", 0):
-                raise ConfigError(
-                    f"Study {cfg.study_name!r} searched {name!r} as {_kind(old)}, so it cannot "
-                    f"become {_kind(new)} now: keep its kind (a range stays a range, choices stay "
-                    "choices), or choose another study name.")
-
-
-def _kind(dist: optuna.distributions.BaseDistribution) -> str:
-    if isinstance(dist, optuna.distributions.CategoricalDistribution):
-        return f"choices {list(dist.choices)}"
-    return f"a range {dist.low:g}..{dist.high:g}"
-
-
-def _recover_dead_trials(study: optuna.Study, storage: StudyStorage) -> None:
-    """Fail (and so re-queue) RUNNING trials whose heartbeat stopped, e.g. before a disconnect.
-
-    A trial of a worker that is still alive keeps beating and is left alone after one grace
-    period; a dead one is re-queued before this process starts anything.
-    """
-    grace = storage.rdb.grace_period or 0
-    deadline = time.monotonic() + grace + storage.rdb.heartbeat_interval
-    told = False
-    while True:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            fail_stale_trials(study)
-        running = _count(study, (TrialState.RUNNING,))
-        if not running or time.monotonic() > deadline:
-            return
-        if not told:
-            log.info("Waiting up to %d s to tell whether %d running trial(s) are still alive...",
-                     grace, running)
-            told = True
-        time.sleep(1)
-
-
-def _requeue_interrupted(study: optuna.Study, storage: StudyStorage) -> None:
-    """Queue a retry of trials stopped by Ctrl-C, so the next run resumes them."""
-    retry = storage.rdb.get_heartbeat_stale_trial_callback()
-    queued = {_retried_number(t) for t in study.get_trials(deepcopy=False)}
-    for trial in study.get_trials(states=(TrialState.FAIL,)):
-        if trial.user_attrs.get("failure") == "interrupted" and trial.number not in queued:
-            trial.user_attrs = {k: v for k, v in trial.user_attrs.items()
-                                if k not in ("failure", "failure_log")}
-            retry(study, trial)
-
-
-def _retried_number(trial: FrozenTrial) -> int | None:
-    """The original trial number of a re-queued trial (stable across repeated retries)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return RetryHeartbeatStaleTrialCallback.retried_trial_number(trial)
-
-
-def best_checkpoint(storage: StudyStorage | str, study_name: str) -> Path | None:
-    """The ``best.pt`` of the best finished trial of ``study_name``, or None."""
+def best_checkpoint(storage: StudyStorage | BaseStorage | str | os.PathLike,
+                    study_name: str) -> Path | None:
+    """The ``best.pt`` of the best finished trial of ``study_name``, or None. ``storage``: any
+    form :func:`~gg_optuna_helpers.storage.optuna_storage` accepts."""
     try:
-        best = open_study(storage, study_name).best_trial
-    except (ConfigError, ValueError):
+        found = best(open_study(storage, study_name).get_trials(deepcopy=False))
+    except StudyNotFound:
         return None
-    path = Path(best.user_attrs.get("trial_dir", "")) / BEST
+    if found is None or get(found, TrialAttr.TRIAL_DIR) is None:
+        return None
+    path = Path(get(found, TrialAttr.TRIAL_DIR)) / BEST
     return path if path.is_file() else None
 
 
-def _best_value(study: optuna.Study) -> float:
-    values = [t.value for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
-    return min(values, default=math.inf)
-
-
-def _count(study: optuna.Study, states: tuple[TrialState, ...]) -> int:
+def _count(study: optuna.Study, states: tuple) -> int:
     return len(study.get_trials(deepcopy=False, states=states))
 
 
-def _mkdir(path: Path) -> Path:
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
 def _log_done(study: optuna.Study, cfg: StudyConfig) -> None:
-    finished = _count(study, FINISHED)
-    best = _best_value(study)
+    finished = _count(study, FINISHED_STATES)
+    value = best_value(study)
     log.info("Study %r: %d/%d trials finished; best value %s.", cfg.study_name, finished,
-             cfg.n_trials, f"{best:.5g}" if math.isfinite(best) else "none yet")
+             cfg.n_trials, f"{value:.5g}" if math.isfinite(value) else "none yet")
+
+
+__all__ = ["best_checkpoint", "run_study"]

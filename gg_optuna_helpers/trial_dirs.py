@@ -14,19 +14,23 @@ import uuid
 from pathlib import Path
 
 import optuna
+from optuna.storages import BaseStorage
 
 from .errors import ConfigError
+from .records import TrialAttr, get
 
 MARKER = ".gg_trial.json"
 UID_KEY = "gg_study_uid"
 
 
-def study_uid(study: optuna.Study, *, make: bool = True) -> str | None:
-    """The study's random id, made on first use when ``make`` (older studies have none)."""
-    attrs = study._storage.get_study_system_attrs(study._study_id)
+def study_uid(storage: BaseStorage, study_name: str, *, make: bool = True) -> str | None:
+    """The random id of the study ``study_name`` in ``storage``, made on first use when
+    ``make`` (older studies have none)."""
+    study_id = storage.get_study_id_from_name(study_name)
+    attrs = storage.get_study_system_attrs(study_id)
     if UID_KEY not in attrs and make:
-        study._storage.set_study_system_attr(study._study_id, UID_KEY, uuid.uuid4().hex)
-        attrs = study._storage.get_study_system_attrs(study._study_id)
+        storage.set_study_system_attr(study_id, UID_KEY, uuid.uuid4().hex)
+        attrs = storage.get_study_system_attrs(study_id)
     return attrs.get(UID_KEY)
 
 
@@ -34,8 +38,8 @@ def known_dirs(study: optuna.Study | None) -> set[str]:
     """The trial folders this study's trials recorded (folders of older versions, unmarked)."""
     if study is None:
         return set()
-    return {t.user_attrs["trial_dir"] for t in study.get_trials(deepcopy=False)
-            if "trial_dir" in t.user_attrs}
+    return {get(t, TrialAttr.TRIAL_DIR) for t in study.get_trials(deepcopy=False)
+            if get(t, TrialAttr.TRIAL_DIR) is not None}
 
 
 def check_study_dir(study_dir: Path, uid: str | None, known: set[str]) -> None:

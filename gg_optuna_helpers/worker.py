@@ -24,16 +24,31 @@ import time
 import _thread
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, NamedTuple
 
 import torch
 
 from .backends import TrainerContext, get_backend
-from .protocol import (BEST, EXIT_CRASHED, EXIT_DISK_FULL, EXIT_DIVERGED, EXIT_OK, EXIT_OOM,
-                       LAST, LOG, PREVIEW, STOP, TrialSpec, append_event)
+from .protocol import (BEST, DONE, EARLY_STOP, EXIT_CRASHED, EXIT_DISK_FULL, EXIT_DIVERGED,
+                       EXIT_OK, EXIT_OOM, LAST, LOG, PREVIEW, STOP, STOPPED, TrialSpec,
+                       append_event)
+from .records import Failure
 
 CHECKPOINT_FORMAT = 1
 PREVIEW_EVERY_S = 300.0  # during training; the best epoch's preview is rendered at the end
+
+
+def is_diverged(loss: float, value: float) -> bool:
+    """A non-finite training loss or validation value: the trial fails as ``diverged``."""
+    return not (math.isfinite(loss) and math.isfinite(value))
+
+
+class Step(NamedTuple):
+    """One epoch's decisions (:meth:`Progress.step`)."""
+
+    diverged: bool = False  # the trial ends as Failure.DIVERGED; nothing else was decided
+    is_best: bool = False  # a new best value: save best.pt
+    stop: bool = False  # early stopping: no improvement for ``patience`` epochs
 
 
 @dataclass
@@ -55,13 +70,16 @@ class Progress:
         self.since_improvement = 0 if improved else self.since_improvement + 1
         return self.best_epoch == epoch
 
-    def step(self, epoch: int, value: float, *, min_delta: float, patience: int | None,
-             warmup_epochs: int) -> tuple[bool, bool]:
-        """One epoch's decisions, shared by the worker and the benchmarks: (new best, stop
-        early: no improvement for ``patience`` epochs after the pruner's warm-up)."""
+    def step(self, epoch: int, value: float, *, loss: float = 0.0, min_delta: float,
+             patience: int | None, warmup_epochs: int) -> Step:
+        """One epoch's decisions, shared by the worker and the benchmarks: diverged, else
+        recorded (new best?) and stop early (no improvement for ``patience`` epochs after the
+        pruner's warm-up)?"""
+        if is_diverged(loss, value):
+            return Step(diverged=True)
         is_best = self.update(epoch, value, min_delta)
-        return is_best, bool(patience) and epoch > warmup_epochs and (
-            self.since_improvement >= patience)
+        return Step(is_best=is_best, stop=bool(patience) and epoch > warmup_epochs and (
+            self.since_improvement >= patience))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -79,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _train(spec)
     except KeyboardInterrupt:
-        append_event(spec.trial_dir, event="end", reason="stopped")
+        append_event(spec.trial_dir, event="end", reason=STOPPED)
         return EXIT_OK
 
 
@@ -102,10 +120,10 @@ def _train(spec: TrialSpec) -> int:
         except KeyboardInterrupt:  # STOP (pruned) or SIGTERM: keep the best epoch's preview
             _preview_best(trainer, trial_dir, progress, reload=True)
             raise
-        _preview_best(trainer, trial_dir, progress, reload=reason == "diverged"
+        _preview_best(trainer, trial_dir, progress, reload=reason == Failure.DIVERGED
                       or progress.best_epoch != progress.next_epoch - 1)
     except DamagedCheckpoint as e:
-        append_event(trial_dir, event="end", reason="crashed", message=str(e))
+        append_event(trial_dir, event="end", reason=Failure.CRASHED, message=str(e))
         return EXIT_CRASHED
     except Exception as e:  # noqa: BLE001 - classify, then let anything else crash
         oom = _oom(e)
@@ -113,14 +131,14 @@ def _train(spec: TrialSpec) -> int:
             print(f"out of memory: {type(oom).__name__}: {oom}", file=sys.stderr)
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
-            append_event(trial_dir, event="end", reason="oom", message=str(oom)[:300])
+            append_event(trial_dir, event="end", reason=Failure.OOM, message=str(oom)[:300])
             return EXIT_OOM
         if _is_disk_full(e):
             with contextlib.suppress(OSError):  # the log may sit on the same full disk
                 print(f"disk full: {os.strerror(errno.ENOSPC)} ({e})", file=sys.stderr)
             return EXIT_DISK_FULL
         raise
-    if reason == "diverged":  # its end line, with the epoch and the values, is written
+    if reason == Failure.DIVERGED:  # its end line, with the epoch and the values, is written
         return EXIT_DIVERGED
     append_event(trial_dir, event="end", reason=reason, best_value=progress.best_value,
                  best_epoch=progress.best_epoch, last_epoch=progress.next_epoch - 1)
@@ -136,27 +154,28 @@ def _epochs(trainer, spec: TrialSpec, progress: Progress) -> str:
         train = trainer.train_epoch(epoch)
         parts = dict(trainer.validate())
         value = parts.pop("value")
-        if not all(map(math.isfinite, [train.get("loss", 0.0), value])):
-            append_event(trial_dir, event="end", reason="diverged",
+        seconds = time.perf_counter() - start
+        step = progress.step(epoch, value, loss=train.get("loss", 0.0), min_delta=spec.min_delta,
+                             patience=spec.patience, warmup_epochs=spec.warmup_epochs)
+        if step.diverged:
+            append_event(trial_dir, event="end", reason=Failure.DIVERGED,
                          message=f"the loss is not finite at epoch {epoch} (training loss "
                                  f"{train.get('loss')}, validation {value}): a lower learning "
                                  "rate may help")
-            return "diverged"
+            return Failure.DIVERGED
         record = {"event": "epoch", "epoch": epoch, "value": value, "parts": parts,
-                  "train": train, "seconds": time.perf_counter() - start}
-        is_best, stop = progress.step(epoch, value, min_delta=spec.min_delta,
-                                      patience=spec.patience, warmup_epochs=spec.warmup_epochs)
+                  "train": train, "seconds": seconds}
         progress.history.append(record)
         _save(trainer, spec, progress, trial_dir / LAST)
-        if is_best:
+        if step.is_best:
             _save(trainer, spec, progress, trial_dir / BEST)
             if time.monotonic() - previewed >= PREVIEW_EVERY_S:
                 trainer.preview(trial_dir / PREVIEW)
                 previewed = time.monotonic()
         append_event(trial_dir, **record)
-        if stop:
-            return "early_stop"
-    return "done"
+        if step.stop:
+            return EARLY_STOP
+    return DONE
 
 
 class DamagedCheckpoint(Exception):

@@ -122,10 +122,13 @@ def test_sigkill_mid_trial_then_rerun_resumes_that_trial(tmp_path):
 def test_new_machine_resumes_from_the_durable_snapshot(tmp_path):
     results = tmp_path / "drive"
     assert cli(*run_args(results, trials=2)).returncode == 0
+    before = [(t.number, t.params, t.value, t.datetime_start) for t in trials(results)]
     shutil.rmtree(tmp_path / "local")  # a new Colab VM: the local live database is gone
     out = cli(*run_args(results, trials=3))
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "Restoring" in out.stdout or status(results)["trials"] == 3
+    assert "Restoring the study database from its snapshot" in out.stdout, out.stdout
+    after = [(t.number, t.params, t.value, t.datetime_start) for t in trials(results)]
+    assert len(before) == 2 and after[:2] == before  # the same two trials, not trained again
     assert status(results)["finished"] == 3 and status(results)["baseline"]["number"] == 0
 
 
