@@ -28,6 +28,7 @@ import torch
 from gg_optuna_helpers.backends.gazegaussian.export import TRIAL_ONLY
 from gg_optuna_helpers.backends.gazegaussian.options import REPO_OPTIONS
 from gg_optuna_helpers.protocol import METRICS
+from gg_optuna_helpers.records import metrics
 
 HARNESS = Path(__file__).parent / "real_repo"
 sys.path.insert(0, str(HARNESS))
@@ -160,7 +161,8 @@ def gazegaussian_study(real, meshhead_study) -> str:
 def test_gazegaussian_study_trains_from_the_best_meshhead(real, gazegaussian_study):
     finished = real.finished(gazegaussian_study)
     for trial in finished:
-        assert 0 < trial.user_attrs["ssim"] <= 1 and trial.user_attrs["gaze_error_deg"] >= 0
+        parts = metrics(trial)
+        assert 0 < parts["ssim"] <= 1 and parts["gaze_error_deg"] >= 0
     if real.variant == "fork":  # the DiT the trial trained is the one it drew
         for trial in finished:
             trained = json.loads((Path(trial.user_attrs["trial_dir"]) / REPO_OPTIONS).read_text())
