@@ -26,7 +26,7 @@ class StudyConfig:
     results_dir: str | None = None  # trial folders; default: the storage folder
     n_trials: int = 20  # finished trials in total, across restarts
     max_epochs: int = 20
-    pruner: str = "median"
+    pruner: str = "curve"  # kept the best on every seed of bench_time_to_quality; see docs
     sampler: str = "tpe"
     seed: int = 42
     timeout: float | None = None  # seconds for this call

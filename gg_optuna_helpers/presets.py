@@ -6,7 +6,7 @@ Pick a pruner by symptom:
 symptom                       what to do
 ============================  =====================================================
 optimisation is slow          ``hyperband`` or ``asha`` stop weak trials earliest
-all / most trials pruned      ``patient`` (noisy curves), or raise warmup/startup
+all / most trials pruned      ``curve`` (the default) or ``patient`` (noisy curves)
 results not improving         widen the space, try sampler ``gp``, more trials
 out-of-memory failures        narrow ``batch_size`` or the model in the space
 ============================  =====================================================
@@ -33,7 +33,7 @@ REFERENCE_EPOCHS = 30  # the epoch budget the presets' numbers were chosen for
 def _median(max_epochs: int) -> BasePruner:
     """Prune a trial whose value is worse than the median of earlier trials at the same epoch.
 
-    The default. Waits for 3 finished trials and 5 warm-up epochs (fewer for short budgets), so
+    The Optuna guide's choice. Waits for 3 finished trials and 5 warm-up epochs (fewer for short budgets), so
     the loss weights that only act after a few epochs get a fair chance. If nearly every trial
     is pruned, your curves are noisy: use ``patient``.
     """
@@ -73,8 +73,9 @@ def _curve(max_epochs: int) -> BasePruner:
     """Extrapolates each trial's curve to the budget; prunes only when even an optimistic
     extrapolation loses to the best finished trial.
 
-    Pick it when curves cross (fast learners that start badly) and trials report often (20+
-    reports): it never compares trials at the same epoch. See :mod:`.curve_pruner`.
+    The default: curves cross (fast learners start badly) and the real backend reports 20-50
+    times per trial; it never compares trials at the same epoch, and kept the unpruned best on
+    every seed of bench/bench_time_to_quality.py, where ``median`` lost it. See :mod:`.curve_pruner`.
     """
     return CurvePruner(max_resource=max(2, max_epochs))
 
@@ -84,8 +85,8 @@ def _none(max_epochs: int) -> BasePruner:
     return NopPruner()
 
 
-PRUNERS = {"median": _median, "hyperband": _hyperband, "asha": _asha, "patient": _patient,
-           "curve": _curve, "none": _none}
+PRUNERS = {"curve": _curve, "median": _median, "hyperband": _hyperband, "asha": _asha,
+           "patient": _patient, "none": _none}
 
 
 def warmup_epochs(name: str, max_epochs: int) -> int:
