@@ -269,7 +269,7 @@ def _components(work: Path, defaults: dict, repeats: int) -> dict[str, float]:
     child = _median(lambda: subprocess.run(
         [sys.executable, "-m", "gg_optuna_helpers.worker", str(path)], check=True,
         capture_output=True), repeats)
-    warm = _median(lambda: _warm_trial(spec), repeats)
+    warm = statistics.median(_warm_trial(spec) for _ in range(repeats))  # hand-over to exit
 
     def fresh(code: str) -> float:
         return _median(lambda: subprocess.run([sys.executable, "-c", code], check=True), repeats)

@@ -94,11 +94,19 @@ def run_trial(trial: optuna.Trial, spec: TrialSpec, *, limits: TimeLimits,
             if limits.epoch_timeout and now - last_epoch_at > limits.epoch_timeout:
                 _fail_timeout(child, spec, limits, f"no epoch finished in {limits.epoch_timeout:g} s")
             on_tick()
-            time.sleep(limits.poll)
+            _wait_exit(child, limits.poll)
     except BaseException:
         _kill(child)
         relay.finish()
         raise
+
+
+def _wait_exit(child: subprocess.Popen, seconds: float) -> None:
+    """Sleep up to ``seconds``, but return as soon as the child exits (no poll latency)."""
+    try:
+        child.wait(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        pass
 
 
 class _Relay:
