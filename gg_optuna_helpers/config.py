@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .backends import STAGES, get_backend
-from .config_checks import check_backend_options, check_numbers, check_places
+from .config_checks import (check_backend_options, check_numbers, check_place_types,
+                            check_places)
 from .errors import ConfigError
 from .layout import DEFAULT_FOLDER, Results, check_study_name, default_study_name
 from .presets import make_pruner, make_sampler
@@ -52,6 +53,7 @@ class StudyConfig:
         if cfg.stage not in STAGES:
             raise ConfigError(f"Unknown stage {cfg.stage!r}: choose one of {', '.join(STAGES)}.")
         check_numbers(cfg)
+        check_place_types(cfg)
         make_pruner(cfg.pruner, max_epochs=cfg.max_epochs)
         make_sampler(cfg.sampler)
         cfg.study_name = check_study_name(cfg.study_name

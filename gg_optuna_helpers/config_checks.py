@@ -7,6 +7,7 @@ Each refusal is one sentence (a ConfigError) that says what was wrong and how to
 from __future__ import annotations
 
 import math
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -68,6 +69,22 @@ def check_backend_options(cfg) -> None:
                           "best of the MeshHead study.")
 
 
+def check_place_types(cfg) -> None:
+    """``storage`` a folder or URL; ``results_dir`` and ``local_dir`` folders or None."""
+    for name in ("storage", "results_dir", "local_dir"):
+        value = getattr(cfg, name)
+        if value is None and name != "storage":
+            continue
+        if not isinstance(value, (str, os.PathLike)) or not os.fspath(value).strip():
+            got = repr(value) if isinstance(value, str) else type(value).__name__
+            if name != "storage":
+                raise ConfigError(f"{name} must be a folder path or None, but got {got}.")
+            raise ConfigError(
+                f"storage must be a results folder or a database URL, but got {got}: a run "
+                "opens its own storage (with a heartbeat and snapshots), so pass a path such as "
+                "'gg_results' or a URL such as 'postgresql://user@host/db'.")
+
+
 def check_places(cfg) -> None:
     """Storage, local and results folders, before anything is written to any of them."""
     if is_url(cfg.storage):
@@ -87,4 +104,4 @@ def _has_cuda() -> bool:
     return torch.cuda.is_available()
 
 
-__all__ = ["check_backend_options", "check_numbers", "check_places"]
+__all__ = ["check_backend_options", "check_numbers", "check_place_types", "check_places"]

@@ -15,7 +15,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from gg_optuna_helpers import ConfigError, best_checkpoint, open_storage
+from gg_optuna_helpers import ConfigError, StudyConfig, best_checkpoint, open_storage, run_study
 from gg_optuna_helpers.analysis import write_report
 from gg_optuna_helpers.dashboard import serve_dashboard
 from gg_optuna_helpers.protocol import BEST
@@ -139,6 +139,26 @@ def test_a_wrong_storage_is_one_sentence_and_writes_nothing(function, wrong, tmp
     before = _files(tmp_path)
     with pytest.raises(ConfigError) as refused:
         FUNCTIONS[function](storage, tmp_path)
+    message = str(refused.value)
+    assert "\n" not in message and message.endswith("."), message
+    assert _files(tmp_path) == before
+
+
+RUN_WRONG = {name: WRONG[name] for name in (
+    "an int", "None", "an empty string", "blank", "a list", "a file where a folder belongs",
+    "an unknown scheme", "sqlite with two slashes")}
+RUN_WRONG["an Optuna storage"] = lambda tmp_path: optuna.storages.InMemoryStorage()
+RUN_WRONG["an opened StudyStorage"] = lambda tmp_path: open_storage(tmp_path / "opened")
+
+
+@pytest.mark.parametrize("wrong", RUN_WRONG)
+def test_a_run_refuses_a_storage_it_cannot_open_itself(wrong, tmp_path, monkeypatch):
+    """A run opens its own storage (heartbeat, lease, snapshots): a folder or a URL only."""
+    storage = RUN_WRONG[wrong](tmp_path)
+    monkeypatch.chdir(tmp_path)
+    before = _files(tmp_path)
+    with pytest.raises(ConfigError) as refused:
+        run_study(StudyConfig(stage="meshhead", storage=storage, n_trials=1, max_epochs=1))
     message = str(refused.value)
     assert "\n" not in message and message.endswith("."), message
     assert _files(tmp_path) == before
