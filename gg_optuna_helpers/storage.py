@@ -139,7 +139,7 @@ def open_storage(
     ``~/.cache/gg_optuna_helpers``). Dead trials are detected by heartbeat and re-queued with
     their intermediate values.
     """
-    where = os.fspath(where if where is not None else DEFAULT_FOLDER)
+    where = _folder_or_url(DEFAULT_FOLDER if where is None else where)
     beat = (heartbeat_interval, grace_period, max_retry)
     if is_url(where):
         url = check_url(where, read_only=read_only)
@@ -174,8 +174,24 @@ def optuna_storage(storage: StudyStorage | BaseStorage | str | os.PathLike,
         read_only = not (writable and is_url(storage))
         return open_storage(storage, study_name=study_name, read_only=read_only).rdb
     raise ConfigError(f"A storage must be a results folder, a database URL or an opened storage, "
-                      f"but got {type(storage).__name__} {storage!r}: pass e.g. "
-                      f"{DEFAULT_FOLDER!r} or 'postgresql://user@host/db'.")
+                      f"but got {_shown(storage)}: pass e.g. {DEFAULT_FOLDER!r} or "
+                      "'postgresql://user@host/db'.")
+
+
+def _folder_or_url(where: object) -> str:
+    """``where`` as a path or URL string, or a one-sentence ConfigError."""
+    if isinstance(where, (StudyStorage, BaseStorage)):
+        raise ConfigError(f"open_storage opens a results folder or a database URL, but got an "
+                          f"already opened {type(where).__name__}: use it as it is.")
+    if not isinstance(where, (str, os.PathLike)) or not os.fspath(where).strip():
+        raise ConfigError(f"A storage must be a results folder or a database URL, but got "
+                          f"{_shown(where)}: pass e.g. {DEFAULT_FOLDER!r} or "
+                          "'postgresql://user@host/db'.")
+    return os.fspath(where)
+
+
+def _shown(value: object) -> str:
+    return repr(value) if isinstance(value, (str, int, float, type(None))) else type(value).__name__
 
 
 def open_study(storage: StudyStorage | BaseStorage | str | os.PathLike,

@@ -162,3 +162,15 @@ def test_a_run_refuses_a_storage_it_cannot_open_itself(wrong, tmp_path, monkeypa
     message = str(refused.value)
     assert "\n" not in message and message.endswith("."), message
     assert _files(tmp_path) == before
+
+
+@pytest.mark.parametrize("wrong", [name for name in RUN_WRONG if name != "None"])  # None: default
+def test_open_storage_refuses_what_it_cannot_open(wrong, tmp_path, monkeypatch):
+    storage = RUN_WRONG[wrong](tmp_path)
+    monkeypatch.chdir(tmp_path)
+    before = _files(tmp_path)
+    with pytest.raises(ConfigError) as refused:
+        open_storage(storage, study_name=STUDY, local_dir=tmp_path / "local")
+    message = str(refused.value)
+    assert "\n" not in message and message.endswith("."), message
+    assert _files(tmp_path) == before
