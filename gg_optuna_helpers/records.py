@@ -101,10 +101,12 @@ def baseline(trials: list[FrozenTrial]) -> FrozenTrial | None:
         iter(marked), None)
 
 
-def best(trials: list[FrozenTrial]) -> FrozenTrial | None:
-    """The completed trial with the lowest value (the first of equals), if there is one."""
+def best(trials: list[FrozenTrial], *, maximize: bool = False) -> FrozenTrial | None:
+    """The completed trial with the lowest value (the highest if ``maximize``; the first of
+    equals), if there is one. The package's own studies minimize."""
     complete = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
-    return min(complete, key=lambda t: (t.value, t.number), default=None)
+    sign = -1 if maximize else 1
+    return min(complete, key=lambda t: (sign * t.value, t.number), default=None)
 
 
 __all__ = ["METRIC_PREFIX", "Failure", "StudyAttr", "TrialAttr", "baseline", "best", "get",

@@ -59,3 +59,15 @@ def test_one_baseline_rule(states, expected):
         trial.number = number
     assert baseline(trials) is trials[expected]
     assert best(trials) is trials[-1]
+
+
+def test_a_maximizing_study_gets_its_highest_trial_and_a_positive_gain():
+    from gg_optuna_helpers.analysis import summarize
+
+    study = optuna.create_study(direction="maximize")
+    study.enqueue_trial({"x": 1.0}, user_attrs={"baseline": True})
+    study.optimize(lambda t: t.suggest_float("x", 0, 4), n_trials=1)
+    study.enqueue_trial({"x": 3.0})
+    study.optimize(lambda t: t.suggest_float("x", 0, 4), n_trials=1)
+    summary = summarize(study)
+    assert summary["best"]["value"] == 3.0 and summary["improvement"] == 2.0

@@ -10,7 +10,7 @@ from optuna.distributions import FloatDistribution, IntDistribution
 from optuna.trial import FrozenTrial, TrialState
 
 from ..records import Failure, baseline, best
-from ._summary import improvement
+from ._summary import improvement, maximizes
 
 MIN_COMPLETE = 3  # fewer completed trials say nothing about ranges or gains
 MOSTLY = 0.5  # "most trials pruned": more than this share of the finished ones
@@ -45,10 +45,11 @@ def diagnose(study: optuna.Study) -> list[Finding]:
             f"{len(oom)} trial(s) ran out of GPU memory{_shared_floor(oom, trials)}"
             ": narrow batch_size or the model size (dit_depth, MLP widths) in the space.")))
     if len(complete) >= MIN_COMPLETE:
-        findings += _edges(best(trials))
-        findings += _no_gain(trials, len(complete))
+        maximize = maximizes(study)
+        findings += _edges(best(trials, maximize=maximize))
+        findings += _no_gain(trials, len(complete), maximize)
     if failed[Failure.DIVERGED]:
-        findings.append(_diverged(failed[Failure.DIVERGED], complete))
+        findings.append(_diverged(failed[Failure.DIVERGED], complete, maximizes(study)))
     return findings
 
 
@@ -88,9 +89,9 @@ def _widened(dist: FloatDistribution | IntDistribution, side: str) -> tuple[floa
     return low, high
 
 
-def _no_gain(trials: list[FrozenTrial], n_complete: int) -> list[Finding]:
+def _no_gain(trials: list[FrozenTrial], n_complete: int, maximize: bool) -> list[Finding]:
     base = baseline(trials)
-    gain = improvement(best(trials), base)
+    gain = improvement(best(trials, maximize=maximize), base, maximize=maximize)
     if gain is None or gain >= NO_GAIN:
         return []
     return [Finding("no_gain", (
@@ -99,12 +100,12 @@ def _no_gain(trials: list[FrozenTrial], n_complete: int) -> list[Finding]:
         "space (other parameters, more epochs) before spending more GPU time on it."))]
 
 
-def _diverged(bad: list[FrozenTrial], complete: list[FrozenTrial]) -> Finding:
+def _diverged(bad: list[FrozenTrial], complete: list[FrozenTrial], maximize: bool) -> Finding:
     lrs = [t.params["lr"] for t in bad if "lr" in t.params]
     example = ""
     if lrs:
         dist = next(t.distributions["lr"] for t in bad if "lr" in t.params)
-        top = best(complete)
+        top = best(complete, maximize=maximize)
         keep = top.params.get("lr", 0) if top else 0  # never cut off the best trial's lr
         ceiling = max(dist.low * 2, min(lrs) / 2, keep)
         example = (f" (the smallest that diverged was lr={min(lrs):.3g}), for example "

@@ -15,6 +15,7 @@ import yaml
 from ..backends import BACKENDS, STAGES, get_backend
 from ..errors import ConfigError
 from ..records import StudyAttr, best, get
+from ._summary import maximizes
 
 
 def export_best_config(study: optuna.Study, out_dir: str | os.PathLike, *,
@@ -24,7 +25,7 @@ def export_best_config(study: optuna.Study, out_dir: str | os.PathLike, *,
     ``repo_script``: the training script to name in the command (default: the backend's own,
     e.g. ``train_<stage>.py`` run from the GazeGaussian checkout's root).
     """
-    trial = best(study.get_trials(deepcopy=False))
+    trial = best(study.get_trials(deepcopy=False), maximize=maximizes(study))
     if trial is None:
         raise ConfigError(f"Study {study.study_name!r} has no completed trial yet: run more "
                           "trials (or wait for one to finish) before exporting a configuration.")

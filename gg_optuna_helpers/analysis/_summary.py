@@ -18,7 +18,7 @@ def summarize(study: optuna.Study) -> dict[str, Any]:
     """Counts by state, failures by reason, best and baseline trials and the gain, GPU time
     (JSON-able). ``finished``: complete and pruned trials, the ones the study's total counts."""
     trials = study.get_trials(deepcopy=False)
-    top, base = best(trials), baseline(trials)
+    top, base = best(trials, maximize=maximizes(study)), baseline(trials)
     counts = Counter(t.state for t in trials)
     return {
         "study_name": study.study_name,
@@ -33,7 +33,7 @@ def summarize(study: optuna.Study) -> dict[str, Any]:
                  if top else None),
         "baseline": ({"number": base.number, "value": base.value,
                       "state": base.state.name.lower()} if base else None),
-        "improvement": improvement(top, base),
+        "improvement": improvement(top, base, maximize=maximizes(study)),
         "gpu": gpu_time(study),
     }
 
@@ -88,11 +88,18 @@ def _epochs_left(trial: FrozenTrial, max_epochs: int | None) -> int:
     return max(0, (max_epochs or 0) - int(stopped))
 
 
-def improvement(top: FrozenTrial | None, base: FrozenTrial | None) -> float | None:
-    """Relative gain of the best over the baseline (0.25 = 25 % lower), None if unknown."""
+def maximizes(study: optuna.Study) -> bool:
+    """True for a study that maximizes (the package's own minimize; a user's may not)."""
+    return study.direction == optuna.study.StudyDirection.MAXIMIZE
+
+
+def improvement(top: FrozenTrial | None, base: FrozenTrial | None, *,
+                maximize: bool = False) -> float | None:
+    """Relative gain of the best over the baseline (0.25 = 25 % better), None if unknown."""
     if top is None or base is None or base.value is None or base.value == 0:
         return None
-    return round((base.value - top.value) / abs(base.value), 6)
+    gain = (top.value - base.value) if maximize else (base.value - top.value)
+    return round(gain / abs(base.value), 6)
 
 
 def format_summary(summary: dict[str, Any]) -> str:
