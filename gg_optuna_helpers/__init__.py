@@ -14,7 +14,8 @@ from .spaces import GAZEGAUSSIAN, MESHHEAD, Param, SearchSpace
 from .analysis import format_summary, summarize
 from .config import StudyConfig
 from .storage import StudyStorage, open_storage, open_study
-from .study import best_checkpoint, run_study
+from .meshhead_link import best_checkpoint
+from .study import run_study
 
 __all__ = [
     "GAZEGAUSSIAN",

@@ -1,6 +1,6 @@
 """Stage coupling: a GazeGaussian study trains on the MeshHead of one named MeshHead study.
 
-The checkpoint is chosen once (the best trial of ``meshhead_study``, or an explicit
+The checkpoint (:func:`best_checkpoint`: the ``best.pt`` of a study's best trial) is chosen once (the best trial of ``meshhead_study``, or an explicit
 ``meshhead_checkpoint`` backend option) and recorded on the GazeGaussian study as user attrs, so
 that a later run cannot mix MeshHeads in one study unless asked to (``change_meshhead``). A
 missing or empty MeshHead study is refused: no study silently trains on a MeshHead nobody chose.
@@ -8,16 +8,20 @@ missing or empty MeshHead study is refused: no study silently trains on a MeshHe
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import optuna
+from optuna.storages import BaseStorage
 
-from .errors import ConfigError
-from .records import StudyAttr, get, put
+from .errors import ConfigError, StudyNotFound
+from .protocol import BEST
+from .records import StudyAttr, TrialAttr, best, get, put
+from .storage import StudyStorage, open_study
 
 if TYPE_CHECKING:
     from .config import StudyConfig
-    from .storage import StudyStorage
 
 OPTION = "meshhead_checkpoint"  # the backend option naming a MeshHead checkpoint explicitly
 
@@ -41,8 +45,6 @@ def link_meshhead(study: optuna.Study, storage: StudyStorage, cfg: StudyConfig) 
 
 def _best_of(storage: StudyStorage, name: str):
     """The best checkpoint of the MeshHead study ``name``; a missing or empty one is refused."""
-    from .study import best_checkpoint
-
     summaries = optuna.get_all_study_summaries(storage.all_studies(), include_best_trial=False)
     if name not in {s.study_name for s in summaries}:
         held = ", ".join(repr(s.study_name) for s in summaries
@@ -58,3 +60,17 @@ def _best_of(storage: StudyStorage, name: str):
             "finish at least one trial (re-run notebook 01), or set MESHHEAD_STUDY to another "
             "study.")
     return checkpoint
+
+
+def best_checkpoint(storage: StudyStorage | BaseStorage | str | os.PathLike,
+                    study_name: str) -> Path | None:
+    """The ``best.pt`` of the best finished trial of ``study_name``, or None. ``storage``: any
+    form :func:`~gg_optuna_helpers.storage.optuna_storage` accepts."""
+    try:
+        found = best(open_study(storage, study_name).get_trials(deepcopy=False))
+    except StudyNotFound:
+        return None
+    if found is None or get(found, TrialAttr.TRIAL_DIR) is None:
+        return None
+    path = Path(get(found, TrialAttr.TRIAL_DIR)) / BEST
+    return path if path.is_file() else None

@@ -13,19 +13,16 @@ import math
 import os
 import socket
 import time
-from pathlib import Path
 
 import optuna
 from optuna.study import MaxTrialsCallback
-from optuna.storages import BaseStorage
 
 from .backends import get_backend
 from .config import StudyConfig
 from .errors import StudyNotFound, TrialFailed
 from .objective import FINISHED_STATES, TAKEN_STATES, Objective, best_value
 from .presets import make_pruner, make_sampler
-from .protocol import BEST
-from .records import StudyAttr, TrialAttr, best, get, put
+from .records import StudyAttr, TrialAttr, get, put
 from .recovery import check_compatible, recover_dead_trials, requeue_interrupted
 from .runner import WarmWorker
 from .storage import StudyStorage, open_storage, open_study, optuna_storage
@@ -161,20 +158,6 @@ def _sampler_seed(cfg: StudyConfig, storage: StudyStorage, stored: int) -> int:
     return int.from_bytes(hashlib.sha256(worker.encode()).digest()[:4], "big")
 
 
-def best_checkpoint(storage: StudyStorage | BaseStorage | str | os.PathLike,
-                    study_name: str) -> Path | None:
-    """The ``best.pt`` of the best finished trial of ``study_name``, or None. ``storage``: any
-    form :func:`~gg_optuna_helpers.storage.optuna_storage` accepts."""
-    try:
-        found = best(open_study(storage, study_name).get_trials(deepcopy=False))
-    except StudyNotFound:
-        return None
-    if found is None or get(found, TrialAttr.TRIAL_DIR) is None:
-        return None
-    path = Path(get(found, TrialAttr.TRIAL_DIR)) / BEST
-    return path if path.is_file() else None
-
-
 def _count(study: optuna.Study, states: tuple) -> int:
     return len(study.get_trials(deepcopy=False, states=states))
 
@@ -186,4 +169,4 @@ def _log_done(study: optuna.Study, cfg: StudyConfig) -> None:
              cfg.n_trials, f"{value:.5g}" if math.isfinite(value) else "none yet")
 
 
-__all__ = ["best_checkpoint", "run_study"]
+__all__ = ["run_study"]

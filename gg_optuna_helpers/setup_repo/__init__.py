@@ -125,9 +125,9 @@ def _copy_data(report: SetupReport, data: str | os.PathLike | None,
 
 
 def _results() -> Path:
-    from ..notebook import results_folder
+    from ..colab import mount_drive
 
-    return results_folder()
+    return mount_drive()
 
 
 def _assets() -> list[str]:
