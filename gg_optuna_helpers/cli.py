@@ -56,7 +56,7 @@ def _study_args(p: argparse.ArgumentParser) -> None:
                         "(needs --backend-option repo=PATH) (default: %(default)s)")
     _storage_args(p, study=False)
     p.add_argument("--results-dir", help="trial folders and checkpoints (default: the storage "
-                                         "folder, or ./{DEFAULT_FOLDER} for a URL)")
+                                         f"folder, or ./{DEFAULT_FOLDER} for a URL)")
     p.add_argument("--n-trials", type=int, default=StudyConfig.n_trials,
                    help="finished trials in total, across restarts (default: %(default)s)")
     p.add_argument("--max-epochs", type=int, default=StudyConfig.max_epochs,
