@@ -304,7 +304,7 @@ def _live(durable: Path, base: Path) -> Path:
 
 def _open_to_write(folder: Path, study: str, base: Path, beat: tuple, snapshot_every: float,
                    lease_timeout: float) -> StudyStorage:
-    durable, legacy = study_db(folder, study), _readable(legacy_db(folder), base, None)
+    durable = study_db(folder, study)
     live = _live(durable, base)
     if live.resolve() == durable.resolve():
         raise ConfigError(f"The local live database and the snapshot are the same file {live}: "
@@ -316,8 +316,10 @@ def _open_to_write(folder: Path, study: str, base: Path, beat: tuple, snapshot_e
     lease.acquire()
     try:
         live.parent.mkdir(parents=True, exist_ok=True)
-        if not durable.exists() and not live.exists() and legacy and study in legacy[1]:
-            _move_out(legacy[0], study, live)
+        if not durable.exists() and not live.exists():  # only then the old shared file counts
+            legacy = _readable(legacy_db(folder), base, study)
+            if legacy:
+                _move_out(legacy[0], study, live)
         written = _restore(durable, live)
         rdb = _rdb(f"sqlite:///{live}", beat)
     except BaseException:
@@ -390,10 +392,10 @@ def _open_to_read(folder: Path, study: str | None, base: Path) -> StudyStorage:
                           "URL: pass the folder, or sqlite:///PATH for a database file.")
     if not folder.is_dir():
         raise StudyNotFound(f"There is no storage folder {folder}: check the path (--storage).")
-    legacy = _readable(legacy_db(folder), base, study)
     if study is None:
-        return _all_in_memory(folder, base, legacy)
+        return _all_in_memory(folder, base, _readable(legacy_db(folder), base, None))
     own = _readable(study_db(folder, study), base, study) if (folder / study).is_dir() else None
+    legacy = None if own else _readable(legacy_db(folder), base, study)  # only when needed
     file = (own or legacy or (None,))[0]
     if file is None:
         names = sorted(set(study_names(folder)) | set(legacy[1] if legacy else ()))

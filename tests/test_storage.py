@@ -175,6 +175,18 @@ def test_the_old_shared_file_is_read_and_moved_out_study_by_study(tmp_path):
     assert len(optuna.load_study(study_name="b", storage=open_storage(drive).rdb).trials) == 2
 
 
+def test_a_damaged_old_shared_file_does_not_block_studies_with_their_own_file(tmp_path):
+    _close(_open(tmp_path, "a", local_dir=tmp_path / "first"))
+    (tmp_path / "drive" / "optuna.db").write_text("this is not a database")
+    s = _open(tmp_path, "a", local_dir=tmp_path / "second")  # a new machine: no live copies
+    _close(s)
+    reader = open_storage(tmp_path / "drive", study_name="a", read_only=True,
+                          local_dir=tmp_path / "third")
+    assert optuna.load_study(study_name="a", storage=reader.rdb).study_name == "a"
+    with pytest.raises(ConfigError, match="is not an SQLite database"):  # it still counts
+        open_storage(tmp_path / "drive", study_name="b", local_dir=tmp_path / "third")
+
+
 def test_sqlite_url_is_used_as_given(tmp_path):
     url = f"sqlite:///{tmp_path / 'x.db'}"
     s = open_storage(url)
