@@ -8,7 +8,7 @@ installs in seconds), copy data and model files from Drive to local disk, run ``
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -33,7 +33,6 @@ class SetupReport:
     commit: str
     data: Path | None = None
     val_data: Path | None = None
-    wheels: list[Path] = field(default_factory=list)
     ready: bool = False
     summary: str = ""
 
@@ -72,9 +71,9 @@ def setup_repo(variant: str = "fork", commit: str | None = None, *,
     """
     url, commit = resolve(variant, commit)
     root = Path(dest or default_dest()).expanduser().resolve()
-    cache = Path(cache).expanduser() if cache else _results() / "setup_cache"
-    if is_colab():
-        _results()  # mounts Drive (safe to repeat), where data= and weights= usually are
+    # the results folder: the cache's default; on Colab mounted (once) for data= and weights=
+    results = _results() if is_colab() or not cache else None
+    cache = Path(cache).expanduser() if cache else results / "setup_cache"
     site = Path(site) if site else None
     with step(f"[1/5] GazeGaussian at {commit[:12]} in {root}") as say:
         note, commit = ensure_clone(url, commit, root)  # the full id, also for a short one
@@ -101,7 +100,7 @@ def _install(report: SetupReport, wheels: Path, build: Builder, pypi: Toolchain 
              site: Path | None, say: Callable[[str], None]) -> dict[str, str]:
     """Wheels from the cache or built, the PyPI packages; the modules that do not import."""
     packages = packages_for(report.repo)
-    report.wheels = ensure_wheels(packages, report.repo, wheels, build, site, say)
+    ensure_wheels(packages, report.repo, wheels, build, site, say)
     if pypi:
         say(install_missing(pypi))
     broken = failing_imports([p.module for p in packages], site)
@@ -143,7 +142,7 @@ def _check(report: SetupReport, time_iters: int, broken: dict[str, str]) -> tupl
     checked = check_repo(report.repo, report.data, val_data=report.val_data,
                          time_iters=time_iters if not broken else 0)
     problems = [f"import {m} fails ({e})" for m, e in broken.items()]
-    problems += [f.text for f in checked.findings if f.status == "problem"]
+    problems += checked.problems()
     if problems:
         data = f" --data {report.data}" if report.data else ""
         more = (f" (+{len(problems) - 1} more: python -m gg_optuna_helpers check-repo "

@@ -130,7 +130,8 @@ def ensure_wheels(packages: list[Package], root: Path, cache: Path, builder: Bui
                 wheel = store(builder(package, root, Path(tmp)), cache)
             how = "built" if package.source else "fetched"
         version = str(parse_wheel_filename(wheel.name)[1])
-        done = installed_hash(package.dist, target) == sha256(wheel)
+        installed = installed_hash(package.dist, target)  # a fresh runtime: none, no read
+        done = installed is not None and installed == sha256(wheel)
         say(f"{package.dist} {version}: {how}, {'already installed' if done else 'installed'}")
         wheels.append(wheel)
         todo += [] if done else [wheel]

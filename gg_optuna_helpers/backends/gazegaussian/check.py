@@ -113,11 +113,14 @@ def check_repo(repo: str | os.PathLike, data: str | os.PathLike | None = None, *
         return report
     report.variant = checkout.variant
     _check_options(report, checkout)
+    errors = []
     for stage in STAGES:
         try:
             overrides(stage, checkout, options)
         except ConfigError as e:
-            report.add("problem", "options", str(e))
+            errors.append(str(e))
+    for text in dict.fromkeys(errors):  # a stage-independent fault is said once
+        report.add("problem", "options", text)
     _check_assets(report, root)
     repo_data = {**DATA_DEFAULTS, **checkout.meshhead}
     dataset = dataset or repo_data["dataset_name"]
