@@ -142,6 +142,8 @@ class Objective:
     def after_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
         self.storage.snapshot(force=True)
         self.failures_in_a_row = self.failures_in_a_row + 1 if trial.state == TrialState.FAIL else 0
+        if self.failures_in_a_row >= self.cfg.max_failures_in_a_row:
+            study.stop()  # run_study says why (else this optimize call runs all trials left)
         log.info(describe_trial(trial, self.best))
         if trial.state == TrialState.COMPLETE and trial.value < self.best:
             self.best = trial.value

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from conftest import ROOT, cli
-from gg_optuna_helpers import open_storage
+from gg_optuna_helpers import StudyConfig, open_storage, run_study
 
 pytestmark = pytest.mark.slow
 FAST = ["--heartbeat-interval", "1", "--quiet", "--patience", "0"]
@@ -89,6 +89,15 @@ def test_faults_are_recorded_and_the_study_goes_on(tmp_path):
                                                       "timeout": 1}
     for line in ("failed: oom", "failed: diverged", "failed: crashed", "failed: timeout"):
         assert line in out.stdout
+
+
+def test_failures_in_a_row_stop_the_study_with_many_trials_left(tmp_path):
+    crash = {str(n): {"kind": "crash", "epoch": 1} for n in range(6)}
+    study = run_study(StudyConfig(
+        stage="meshhead", storage=str(tmp_path / "results"), local_dir=str(tmp_path / "local"),
+        n_trials=6, max_epochs=1, pruner="none", patience=None, max_failures_in_a_row=2,
+        backend_options={"faults": crash}, show_progress_bar=False))
+    assert [t.state.name for t in study.trials] == ["FAIL", "FAIL"]
 
 
 def _start(args, env=None):
