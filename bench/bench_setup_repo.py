@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
                 "build": "pip wheel of a pure-python stand-in per package (CUDA on Colab)",
                 "data": "80 + 15 small files"}
     banner("setup-repo: cached against fresh", settings)
-    times = {"fresh": [], "cached": []}
+    times, builds = {"fresh": [], "cached": []}, {"fresh": 0, "cached": 0}
     for r in range(rounds):
         cache = work / f"cache{r}"
         for kind in ("fresh", "cached"):
@@ -59,14 +59,16 @@ def main(argv: list[str] | None = None) -> int:
             with contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
                 report = setup_repo(str(BUNDLES["fork"]), VARIANTS["fork"][1], **kwargs)
             times[kind].append(time.perf_counter() - begin)
-            assert report.ready and len(kwargs["builder"].built) == (3 if kind == "fresh" else 0)
+            builds[kind] += len(kwargs["builder"].built)
+            assert report.ready, report.summary
     fresh, cached = statistics.median(times["fresh"]), statistics.median(times["cached"])
     rows = [["fresh (empty cache)", fresh], ["cached (after a disconnect)", cached],
             ["ratio fresh / cached", fresh / cached]]
     body = table(["setup", "median s"], rows)
     print(body)
     print(f"ratio fresh/cached: {fresh / cached:.2f}x")
-    target = {"target": "a cached setup builds nothing", "figure": "0 builds", "met": True}
+    target = {"target": "a cached setup builds nothing", "figure": f"{builds['cached']} builds "
+              f"(fresh: {builds['fresh']})", "met": builds["cached"] == 0}
     save(args, "setup_repo", settings=settings, figures={
         "fresh_s": times["fresh"], "cached_s": times["cached"], "ratio": fresh / cached},
         targets=[target], markdown=body)

@@ -69,7 +69,7 @@ def _patient(max_epochs: int) -> BasePruner:
     return PatientPruner(_median(max_epochs), patience=3, min_delta=0.0)
 
 
-def _curve(max_epochs: int) -> BasePruner:
+def _curve(max_epochs: int, **options) -> BasePruner:
     """Extrapolates each trial's curve to the budget; prunes only when even an optimistic
     extrapolation loses to the best finished trial.
 
@@ -77,7 +77,7 @@ def _curve(max_epochs: int) -> BasePruner:
     times per trial; it never compares trials at the same epoch, and kept the unpruned best on
     every seed of bench/bench_time_to_quality.py, where ``median`` lost it. See :mod:`.curve_pruner`.
     """
-    return CurvePruner(max_resource=max(2, max_epochs))
+    return CurvePruner(max_resource=max(2, max_epochs), **options)  # options: benchmarks' variants
 
 
 def _none(max_epochs: int) -> BasePruner:

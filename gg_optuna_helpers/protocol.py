@@ -17,7 +17,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .records import Failure
 
 SPEC, METRICS, LOG, STOP = "spec.json", "metrics.jsonl", "worker.log", "STOP"
 LAST, BEST, PREVIEW = "last.pt", "best.pt", "preview.png"
@@ -27,7 +26,6 @@ EXIT_OK, EXIT_CRASHED, EXIT_OOM, EXIT_DIVERGED, EXIT_DISK_FULL = 0, 1, 3, 4, 5
 # The "end" event's reason: trained to the end, stopped early, asked to stop, or a failure.
 DONE, EARLY_STOP, STOPPED = "done", "early_stop", "stopped"
 WITH_VALUE = (DONE, EARLY_STOP)  # the reasons that end a trial with its best value
-END_REASONS = (DONE, EARLY_STOP, STOPPED, Failure.OOM, Failure.DIVERGED, Failure.CRASHED)
 
 
 @dataclass

@@ -112,7 +112,6 @@ def _create_or_load(cfg: StudyConfig, storage: StudyStorage) -> optuna.Study:
         stored = len(study.get_trials(deepcopy=False))
         if not stored and _half_created(study):
             _set_up(study, cfg)
-    study_uid(storage.rdb, cfg.study_name)
     seed = _sampler_seed(cfg, storage, stored)
     study.sampler = make_sampler(cfg.sampler, seed=seed, n_trials=cfg.n_trials)
     return study
