@@ -45,15 +45,18 @@ def link_meshhead(study: optuna.Study, storage: StudyStorage, cfg: StudyConfig) 
 
 def _best_of(storage: StudyStorage, name: str):
     """The best checkpoint of the MeshHead study ``name``; a missing or empty one is refused."""
-    summaries = optuna.get_all_study_summaries(storage.all_studies(), include_best_trial=False)
-    if name not in {s.study_name for s in summaries}:
+    try:
+        study = open_study(storage, name)
+    except StudyNotFound:
+        summaries = optuna.get_all_study_summaries(storage.all_studies(),
+                                                   include_best_trial=False)
         held = ", ".join(repr(s.study_name) for s in summaries
                          if get(s, StudyAttr.STAGE) == "meshhead") or "none"
         raise ConfigError(
             f"No MeshHead study named {name!r} in this storage (MeshHead studies here: "
             f"{held}): run the MeshHead study first (notebook 01, or run --stage meshhead), or "
-            "set MESHHEAD_STUDY (--meshhead-study) to the name it printed.")
-    checkpoint = best_checkpoint(storage, name)
+            "set MESHHEAD_STUDY (--meshhead-study) to the name it printed.") from None
+    checkpoint = _best_file(study)
     if checkpoint is None:
         raise ConfigError(
             f"MeshHead study {name!r} has no finished trial with a checkpoint yet: let it "
@@ -67,9 +70,13 @@ def best_checkpoint(storage: StudyStorage | BaseStorage | str | os.PathLike,
     """The ``best.pt`` of the best finished trial of ``study_name``, or None. ``storage``: any
     form :func:`~gg_optuna_helpers.storage.optuna_storage` accepts."""
     try:
-        found = best(open_study(storage, study_name).get_trials(deepcopy=False))
+        return _best_file(open_study(storage, study_name))
     except StudyNotFound:
         return None
+
+
+def _best_file(study: optuna.Study) -> Path | None:
+    found = best(study.get_trials(deepcopy=False))
     if found is None or get(found, TrialAttr.TRIAL_DIR) is None:
         return None
     path = Path(get(found, TrialAttr.TRIAL_DIR)) / BEST
