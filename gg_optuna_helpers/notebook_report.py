@@ -17,7 +17,6 @@ import os
 from pathlib import Path
 
 import optuna
-from optuna.storages import BaseStorage
 
 from .colab import is_colab
 from .layout import Results
@@ -33,9 +32,8 @@ def analyse(results: str | os.PathLike, study_names: str = "", *, backend: str =
     from .analysis import format_summary, write_report
 
     reports = []
-    storage, studies = _studies(results, study_names, backend, quick_test)
-    for study in studies:
-        path = write_report(storage, study.study_name, _folder(results, study))
+    for study in _studies(results, study_names, backend, quick_test):
+        path = write_report(results, study.study_name, _folder(results, study))
         print(format_summary(json.loads(path.read_text())), f"\nReport: {path.parent}\n")
         reports.append(path.parent)
     return reports
@@ -49,7 +47,7 @@ def show_reports(results: str | os.PathLike, study_names: str = "", *, backend: 
     from .analysis import build_figures
 
     renderer = "colab" if is_colab() else "notebook_connected"
-    for study in _studies(results, study_names, backend, quick_test)[1]:
+    for study in _studies(results, study_names, backend, quick_test):
         folder = _folder(results, study)
         display(Markdown(f"### {study.study_name}"))
         pngs = {p.stem: p for p in (folder / "plots").glob("*.png")}
@@ -65,22 +63,22 @@ def show_reports(results: str | os.PathLike, study_names: str = "", *, backend: 
 
 
 def _studies(results: str | os.PathLike, study_names: str, backend: str,
-             quick_test: bool) -> tuple[BaseStorage, list[optuna.Study]]:
-    """The storage and the named studies found in it; each missing one is said in one line."""
+             quick_test: bool) -> list[optuna.Study]:
+    """The named studies found in ``results`` (each opened alone); a missing one is said in one
+    line."""
     from .errors import ConfigError
-    from .storage import open_study, optuna_storage
+    from .storage import open_study
 
     names = [n.strip() for n in study_names.split(",") if n.strip()] or [
         form_study_name(backend, stage, quick_test=quick_test)
         for stage in ("meshhead", "gazegaussian")]
-    storage = optuna_storage(results)
     found = []
     for name in names:
         try:
-            found.append(open_study(storage, name))
+            found.append(open_study(results, name))
         except ConfigError as e:
             print(e)
-    return storage, found
+    return found
 
 
 def _folder(results: str | os.PathLike, study: optuna.Study) -> Path:
