@@ -198,15 +198,11 @@ def _report(storage: str, study_name: str, out: Path) -> None:
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
-    from .dashboard import run_dashboard_forever
+    from .dashboard import check_place, run_dashboard_forever
     from .storage import open_storage
 
-    if not 1 <= args.port <= 65535:
-        raise ConfigError(f"--port must be from 1 to 65535, but got {args.port}.")
     artifacts = Path(args.artifacts or Results.of(args.storage).artifacts)
-    if artifacts.exists() and not artifacts.is_dir():
-        raise ConfigError(f"The artifact folder {artifacts} is a file: pass a folder "
-                          "(--artifacts).")
+    check_place(args.port, artifacts, port_name="--port", artifacts_name="--artifacts")
     storage = open_storage(args.storage, study_name=args.study_name, read_only=True)
     run_dashboard_forever(storage, study_name=args.study_name, artifact_dir=artifacts,
                           port=args.port, tunnel=args.tunnel)

@@ -30,7 +30,7 @@ from .errors import ConfigError
 from .storage import StudyStorage, optuna_storage
 from .tunnel import Opened, ngrok_options, open_ngrok
 
-__all__ = ["DEFAULT_PORT", "Dashboard", "ngrok_options", "run_dashboard_forever",
+__all__ = ["DEFAULT_PORT", "Dashboard", "check_place", "ngrok_options", "run_dashboard_forever",
            "serve_dashboard"]
 
 HOST = "127.0.0.1"
@@ -105,11 +105,13 @@ def serve_dashboard(storage: Storage, *, study_name: str | None = None,
     if tunnel == "colab" and not is_colab():
         raise ConfigError("tunnel='colab' works only inside Google Colab: use tunnel='ngrok' "
                           "(needs an ngrok authtoken) or tunnel='none' here.")
-    rdb = optuna_storage(storage, study_name, writable=True)  # a wrong form: one sentence
+    check_place(port, artifact_dir)
     key = _storage_key(storage, study_name)
     reused = _reuse(port, key, tunnel)
     if reused is not None:
         return reused
+    rdb = optuna_storage(storage, study_name, writable=True)  # a wrong form: one sentence
+    _stop_serving(port)
     dash = _start(rdb, artifact_dir, port)
     try:
         _link(dash, port, tunnel)
@@ -149,17 +151,30 @@ def _storage_key(storage: Any, study_name: str | None) -> str:
     return f"{where} {study_name}"
 
 
+def check_place(port: object, artifact_dir: str | os.PathLike | None, *, port_name: str = "port",
+                artifacts_name: str = "artifact_dir") -> None:
+    """A port from 1 to 65535 and an artifact folder that is not a file, or one sentence."""
+    if not (isinstance(port, int) and 1 <= port <= 65535):
+        raise ConfigError(f"{port_name} must be from 1 to 65535, but got {port!r}.")
+    if artifact_dir is not None and Path(artifact_dir).exists() and not Path(artifact_dir).is_dir():
+        raise ConfigError(f"The artifact folder {artifact_dir} is a file: pass a folder "
+                          f"({artifacts_name}).")
+
+
 def _reuse(port: int, key: str, tunnel: str) -> Dashboard | None:
-    """The dashboard this process serves on ``port`` if it fits; one that does not is stopped."""
-    key_, tunnel_, dash = _SERVING.pop(port, ("", "", None))
-    if dash is None or not dash.running:
+    """The dashboard this process serves on ``port``, if it serves this storage and tunnel."""
+    key_, tunnel_, dash = _SERVING.get(port, ("", "", None))
+    if dash is None or not dash.running or (key_, tunnel_) != (key, tunnel):
         return None
-    if (key_, tunnel_) != (key, tunnel):
-        dash.stop()
-        return None
-    _SERVING[port] = (key, tunnel, dash)
     _announce(dash, port, reused=True)
     return dash
+
+
+def _stop_serving(port: int) -> None:
+    """Stop the dashboard this process serves on ``port`` (another storage or tunnel)."""
+    dash = _SERVING.pop(port, (None, None, None))[2]
+    if dash is not None:
+        dash.stop()
 
 
 def _announce(dash: Dashboard, port: int, *, reused: bool = False) -> None:

@@ -289,3 +289,27 @@ def test_a_chosen_password_is_required_and_never_printed(storage, port, tunnel_s
     monkeypatch.setenv("GG_DASHBOARD_PASSWORD", "short")
     with pytest.raises(ConfigError, match="GG_DASHBOARD_PASSWORD has 5: choose a longer one"):
         serve_dashboard(storage, port=port, tunnel="ngrok")
+
+
+@pytest.mark.parametrize("port, artifacts", [(0, None), (70000, None), ("8081", None),
+                                              (8099, "a_file")])
+def test_a_bad_port_or_artifact_folder_is_one_sentence_before_anything_starts(
+        port, artifacts, tmp_path):
+    if artifacts:
+        (tmp_path / artifacts).write_text("not a folder\n")
+    with pytest.raises(ConfigError) as refused:
+        serve_dashboard(f"sqlite:///{tmp_path / 'x.db'}", port=port, tunnel="none",
+                        artifact_dir=tmp_path / artifacts if artifacts else None)
+    assert "\n" not in str(refused.value) and not (tmp_path / "x.db").exists()
+
+
+def test_a_wrong_storage_leaves_the_running_dashboard_alone(tmp_path):
+    url = f"sqlite:///{tmp_path / 'a.db'}"
+    optuna.create_study(study_name="a", storage=url)
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    with serve_dashboard(url, port=port, tunnel="none") as dash:
+        with pytest.raises(ConfigError):
+            serve_dashboard(42, port=port, tunnel="none")
+        assert dash.running
