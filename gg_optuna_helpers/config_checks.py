@@ -7,13 +7,12 @@ Each refusal is one sentence (a ConfigError) that says what was wrong and how to
 from __future__ import annotations
 
 import math
-import os
 import re
 from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
-from .layout import Results, is_url
+from .layout import Results, is_place, is_url
 from .storage import check_folder, check_url, check_writable_dir, local_base
 
 
@@ -75,7 +74,7 @@ def check_place_types(cfg) -> None:
         value = getattr(cfg, name)
         if value is None and name != "storage":
             continue
-        if not isinstance(value, (str, os.PathLike)) or not os.fspath(value).strip():
+        if not is_place(value):
             got = repr(value) if isinstance(value, str) else type(value).__name__
             if name != "storage":
                 raise ConfigError(f"{name} must be a folder path or None, but got {got}.")

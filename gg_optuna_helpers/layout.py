@@ -49,6 +49,11 @@ def default_study_name(backend: str, stage: str) -> str:
     return f"{backend}_{stage}"
 
 
+def is_place(value: object) -> bool:
+    """True for a non-blank path or URL (str or path-like): what a folder or storage may be."""
+    return isinstance(value, (str, os.PathLike)) and bool(os.fspath(value).strip())
+
+
 def is_url(storage: str | os.PathLike) -> bool:
     """True for a database URL (``sqlite://``, ``postgresql://``...), False for a folder."""
     return "://" in os.fspath(storage)
@@ -105,4 +110,4 @@ def study_names(folder: Path) -> list[str]:
 
 
 __all__ = ["ARTIFACTS", "DB_NAME", "DEFAULT_FOLDER", "LEASE_NAME", "Results", "check_study_name",
-           "default_study_name", "is_url", "legacy_db", "study_db", "study_names"]
+           "default_study_name", "is_place", "is_url", "legacy_db", "study_db", "study_names"]

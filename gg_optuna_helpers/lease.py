@@ -75,6 +75,7 @@ class Lease:
     def release(self) -> None:
         """Stop renewing; remove the lease if this process wrote it last."""
         self._stop.set()
+        atexit.unregister(self.release)  # re-opened studies do not pile up exit handlers
         holder = self.holder()
         if holder and self._ours(holder) and holder.get("pid") == os.getpid():
             self.file.unlink(missing_ok=True)

@@ -15,7 +15,7 @@ from .config import StudyConfig
 from .colab import is_colab, mount_drive
 from .dashboard import DEFAULT_PORT, Dashboard, Storage, serve_dashboard
 from .errors import ConfigError, GGOptunaError
-from .layout import Results, default_study_name, is_url
+from .layout import Results, default_study_name, is_place, is_url
 
 QUICK_TEST_TRIALS = 5
 
@@ -100,9 +100,7 @@ def start_dashboard(storage: Storage, *, artifacts: str | os.PathLike | None = N
 
 def _folder(storage: Storage) -> Path | None:
     """``storage`` as a results folder path; None for a URL or an opened storage."""
-    if isinstance(storage, (str, os.PathLike)) and os.fspath(storage).strip():
-        return None if is_url(storage) else Path(storage)
-    return None
+    return Path(storage) if is_place(storage) and not is_url(storage) else None
 
 
 def show_status(config: StudyConfig) -> None:

@@ -31,8 +31,8 @@ from optuna.exceptions import ExperimentalWarning
 from optuna.storages import BaseStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
 
 from .errors import ConfigError, StudyNotFound
-from .layout import (DB_NAME, DEFAULT_FOLDER, LEASE_NAME, check_study_name, is_url, legacy_db,
-                     study_db, study_names)
+from .layout import (DB_NAME, DEFAULT_FOLDER, LEASE_NAME, check_study_name, is_place, is_url,
+                     legacy_db, study_db, study_names)
 from .lease import LEASE_TIMEOUT, Lease
 from .sqlite_files import contents, copy_sqlite, covers, keep_only, read_only_url, set_aside
 
@@ -170,7 +170,7 @@ def optuna_storage(storage: StudyStorage | BaseStorage | str | os.PathLike,
         return storage.storage_for(study_name) if study_name else storage.all_studies()
     if isinstance(storage, BaseStorage):
         return storage
-    if isinstance(storage, (str, os.PathLike)) and os.fspath(storage).strip():
+    if is_place(storage):
         read_only = not (writable and is_url(storage))
         return open_storage(storage, study_name=study_name, read_only=read_only).rdb
     raise ConfigError(f"A storage must be a results folder, a database URL or an opened storage, "
@@ -183,7 +183,7 @@ def _folder_or_url(where: object) -> str:
     if isinstance(where, (StudyStorage, BaseStorage)):
         raise ConfigError(f"open_storage opens a results folder or a database URL, but got an "
                           f"already opened {type(where).__name__}: use it as it is.")
-    if not isinstance(where, (str, os.PathLike)) or not os.fspath(where).strip():
+    if not is_place(where):
         raise ConfigError(f"A storage must be a results folder or a database URL, but got "
                           f"{_shown(where)}: pass e.g. {DEFAULT_FOLDER!r} or "
                           "'postgresql://user@host/db'.")
