@@ -15,6 +15,8 @@ from . import data, gazegaussian, meshhead
 if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
 
+# faults: the test hook of objective.Objective; repo and data: the notebook form's (unused here)
+OPTIONS = ("data", "faults", "meshhead_checkpoint", "repo")
 FOUND_ON_MINI = ("Found on the embedded mini backend (synthetic data): a starting point for the "
                  "real run, not a measured optimum of it.")
 
@@ -45,6 +47,10 @@ class MiniBackend:
     def limits(self, stage: str, options: dict[str, Any]) -> Limits:
         """Both stages: batch size 1 or 2; DiT heads divide 64; patches divide the 32x32 input."""
         _check_stage(stage)
+        unknown = sorted(set(options) - set(OPTIONS))
+        if unknown:
+            raise ConfigError(f"Backend option {unknown[0]!r} is not known to the mini backend: "
+                              f"known ones are {', '.join(OPTIONS)}.")
         return Limits(frozenset(SPACES[stage].names), choices={"batch_size": (1, 2)},
                       embed_dim=gazegaussian.EMBED_DIM, featmap_size=data.IMAGE_SIZE)
 
