@@ -94,7 +94,8 @@ def serve_dashboard(storage: Storage, *, study_name: str | None = None,
 
     ``storage``: any storage form (a folder, a URL, a :class:`StudyStorage`, an Optuna
     storage); a folder shows ``study_name`` live, or every study as it is when the dashboard
-    starts. ``artifact_dir``: the runner's ``FileSystemArtifactStore`` folder (previews, checkpoints).
+    starts. ``artifact_dir``: the runner's ``FileSystemArtifactStore`` folder (previews,
+    checkpoints).
     ``tunnel``: ``"auto"`` (Colab's private proxy on Colab, else this machine only),
     ``"colab"``, ``"ngrok"`` (public, with basic auth; needs ``NGROK_AUTHTOKEN``) or ``"none"``.
     A dashboard this process already serves on ``port`` is reused when the storage and tunnel

@@ -107,6 +107,11 @@ def test_index_page_picks_an_installable_wheel_or_says_what_it_found(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     assert fetch_wheel(package, CPU, out) == out / wheel.name
+    page.write_text(f'<a href="gone/{wheel.name}">{wheel.name}</a>\n')  # listed, not there
+    (out / wheel.name).unlink()
+    with pytest.raises(ConfigError, match=r"^Downloading .* failed"):
+        fetch_wheel(package, CPU, out)
+    assert list(out.iterdir()) == []  # no partial wheel is left to be taken for a whole one
     page.write_text('<a href="kaolin-0.18.0-cp39-cp39-win_amd64.whl">old</a>')
     assert fetch_wheel(package, CPU, out) is None
     assert "its page" in no_wheel(package, CPU) and "cp39" in no_wheel(package, CPU)

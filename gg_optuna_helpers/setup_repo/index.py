@@ -4,16 +4,16 @@ this interpreter can install, or say in one sentence what was there instead."""
 from __future__ import annotations
 
 import re
-import shutil
 import urllib.error
 import urllib.request
 from pathlib import Path
 from urllib.parse import unquote, urljoin
 
 from packaging.tags import sys_tags
-from packaging.utils import InvalidWheelFilename, parse_wheel_filename
+from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 
 from ..errors import ConfigError
+from .files import fetch
 from .packages import Package
 from .toolchain import Toolchain
 
@@ -60,7 +60,7 @@ def pick(links: dict[str, str], dist: str) -> str | None:
             found, version, _build, tags = parse_wheel_filename(name)
         except InvalidWheelFilename:
             continue
-        if found == dist.replace("_", "-").lower() and any(str(t) in supported for t in tags):
+        if found == canonicalize_name(dist) and any(str(t) in supported for t in tags):
             best = max(best or (version, name), (version, name))
     return best and best[1]
 
@@ -73,9 +73,7 @@ def fetch_wheel(package: Package, toolchain: Toolchain, out: Path) -> Path | Non
     name = pick(links, package.dist)
     if name is None:
         return None
-    with urllib.request.urlopen(links[name], timeout=600) as src, \
-            open(out / name, "wb") as dst:  # noqa: S310 - fixed hosts
-        shutil.copyfileobj(src, dst)
+    fetch(links[name], out / name)  # a failed download: one sentence, never a partial wheel
     return out / name
 
 
