@@ -74,7 +74,6 @@ def _run(cfg: StudyConfig, storage: StudyStorage) -> optuna.Study:
     # trial at the end (a running trial that later fails frees its place again).
     at_total = MaxTrialsCallback(cfg.n_trials, states=TAKEN_STATES)
     try:
-        objective.warm = WarmWorker() if cfg.warm_worker else None
         while (left := cfg.n_trials - _count(study, TAKEN_STATES)) > 0:
             if objective.failures_in_a_row >= cfg.max_failures_in_a_row:
                 log.warning("Stopping: %d trials failed in a row; see user_attrs['%s'] and the "
@@ -84,6 +83,8 @@ def _run(cfg: StudyConfig, storage: StudyStorage) -> optuna.Study:
             remaining = deadline - time.monotonic() if deadline else None
             if remaining is not None and remaining <= 0:
                 break
+            if cfg.warm_worker and objective.warm is None:  # only when a trial will run
+                objective.warm = WarmWorker()
             study.optimize(objective, n_trials=left, timeout=remaining, catch=(TrialFailed,),
                            callbacks=[objective.after_trial, at_total],
                            show_progress_bar=cfg.show_progress_bar)  # no gc_after_trial: a
