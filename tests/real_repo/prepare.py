@@ -28,14 +28,14 @@ sys.path.insert(0, str(PROJECT))  # the product's own reading of a checkout name
 
 from gg_optuna_helpers.backends.gazegaussian.checkout import inspect  # noqa: E402
 from gg_optuna_helpers.backends.gazegaussian.data import data_files, file_prefix  # noqa: E402
+from gg_optuna_helpers.setup_repo.clone import VARIANTS  # noqa: E402
 
 import synthetic  # noqa: E402  (beside this file)
 
 THIRD_PARTY = PROJECT.parent / "shared" / "third_party"
-BUNDLES = {"upstream": ("GazeGaussian-ucwxb-bb8fac9.bundle",
-                        "bb8fac920bc937016216b0223b3663967f099b78"),
-           "fork": ("GazeGaussian-kram254-2308209.bundle",
-                    "2308209fcf98c519be3d68af99862e02ebdcd5ec")}
+BUNDLES = {variant: (f"GazeGaussian-{owner}-{commit[:7]}.bundle", commit)  # pinned as on Colab
+           for variant, owner in (("upstream", "ucwxb"), ("fork", "kram254"))
+           for commit in [VARIANTS[variant][1]]}
 SITE = HERE / ".site"  # pure-Python packages the repos import, kept off the main environment
 SITE_PACKAGES = ("lpips==0.1.4",)
 FRAMES = {"train": 2, "val": 2}
