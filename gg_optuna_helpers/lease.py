@@ -53,6 +53,13 @@ class Lease:
         threading.Thread(target=self._keep, daemon=True, name=f"lease-{self.study}").start()
         atexit.register(self.release)
 
+    def in_use_here(self) -> bool:
+        """True while another live process of this runtime holds the lease: a second worker on
+        this machine, which shares its live copy (so that copy must not be restored over)."""
+        holder = self.holder() or {}
+        return (self._ours(holder) and holder.get("pid") != os.getpid()
+                and _alive(holder.get("pid")))
+
     def holder(self) -> dict | None:
         try:
             return json.loads(self.file.read_text())

@@ -313,6 +313,7 @@ def _open_to_write(folder: Path, study: str, base: Path, beat: tuple, snapshot_e
     check_writable_dir(base, "local folder for live databases", create=True)
     durable.parent.mkdir(exist_ok=True)
     lease = Lease(durable.parent / LEASE_NAME, study, base, lease_timeout)
+    shared = lease.in_use_here()  # another worker here writes the live copy: it is the newest
     lease.acquire()
     try:
         live.parent.mkdir(parents=True, exist_ok=True)
@@ -320,7 +321,7 @@ def _open_to_write(folder: Path, study: str, base: Path, beat: tuple, snapshot_e
             legacy = _readable(legacy_db(folder), base, study)
             if legacy:
                 _move_out(legacy[0], study, live)
-        written = _restore(durable, live)
+        written = None if shared else _restore(durable, live)
         rdb = _rdb(f"sqlite:///{live}", beat)
     except BaseException:
         lease.release()

@@ -4,6 +4,8 @@ URLs as given; reading writes nothing; bad storage refused in one line."""
 import json
 import os
 import sqlite3
+import subprocess
+import sys
 import time
 
 import optuna
@@ -185,6 +187,36 @@ def test_a_damaged_old_shared_file_does_not_block_studies_with_their_own_file(tm
     assert optuna.load_study(study_name="a", storage=reader.rdb).study_name == "a"
     with pytest.raises(ConfigError, match="is not an SQLite database"):  # it still counts
         open_storage(tmp_path / "drive", study_name="b", local_dir=tmp_path / "third")
+
+
+HOLDER = """
+import os, sys, time, optuna
+from gg_optuna_helpers import open_storage
+s = open_storage(sys.argv[1], study_name="a", local_dir=sys.argv[2])
+study = optuna.create_study(study_name="a", storage=s.rdb)
+study.ask()
+s.snapshot(force=True)
+study.ask()  # in the live copy only
+durable = os.path.join(sys.argv[1], "a", "optuna.db")
+os.utime(durable, (time.time() + 60, time.time() + 60))  # the snapshot looks newer
+print("ready", flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_second_worker_here_does_not_restore_over_the_shared_live_copy(tmp_path):
+    """Two workers on one machine share the live copy; the second must not copy the (older)
+    snapshot over it while the first writes it."""
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(tmp_path / "drive"),
+                               str(tmp_path / "local")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        second = open_storage(tmp_path / "drive", study_name="a", local_dir=tmp_path / "local")
+        assert len(optuna.load_study(study_name="a", storage=second.rdb).trials) == 2
+        _close(second)
+    finally:
+        holder.kill()
+        holder.wait()
 
 
 def test_sqlite_url_is_used_as_given(tmp_path):
