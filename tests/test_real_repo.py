@@ -27,7 +27,8 @@ import torch
 
 from gg_optuna_helpers.backends.gazegaussian.export import TRIAL_ONLY
 from gg_optuna_helpers.backends.gazegaussian.options import REPO_OPTIONS
-from gg_optuna_helpers.protocol import METRICS
+from gg_optuna_helpers.backends._images import image_grid, write_png
+from gg_optuna_helpers.protocol import BEST, METRICS, PREVIEW
 from gg_optuna_helpers.records import metrics
 
 HARNESS = Path(__file__).parent / "real_repo"
@@ -158,17 +159,28 @@ def gazegaussian_study(real, meshhead_study) -> str:
     return "gg"
 
 
-def test_gazegaussian_study_trains_from_the_best_meshhead(real, gazegaussian_study):
+def test_gazegaussian_study_trains_from_the_best_meshhead(real, gazegaussian_study, tmp_path):
     finished = real.finished(gazegaussian_study)
     for trial in finished:
         parts = metrics(trial)
         assert 0 < parts["ssim"] <= 1 and parts["gaze_error_deg"] >= 0
+        _assert_preview_is_the_best_epochs(Path(trial.user_attrs["trial_dir"]), tmp_path)
     if real.variant == "fork":  # the DiT the trial trained is the one it drew
         for trial in finished:
             trained = json.loads((Path(trial.user_attrs["trial_dir"]) / REPO_OPTIONS).read_text())
             for name in ("dit_depth", "dit_num_heads", "dit_patch_size"):
                 assert trained[name] == trial.params[name]
             assert trained["use_vae"] is False and trained["shape_coeffs_dim"] == 144
+
+
+def _assert_preview_is_the_best_epochs(trial_dir: Path, tmp_path: Path) -> None:
+    """``preview.png`` shows the samples ``best.pt`` holds (the best epoch's validation)."""
+    samples = torch.load(trial_dir / BEST, map_location="cpu", weights_only=False)[
+        "trainer"]["preview_samples"]
+    assert samples and all(max(image.shape[-2:]) <= 128 for pair in samples for image in pair)
+    expected = tmp_path / f"{trial_dir.name}.png"
+    write_png(expected, image_grid([list(column) for column in zip(*samples)], scale=1))
+    assert (trial_dir / PREVIEW).read_bytes() == expected.read_bytes()
 
 
 def repo_parser_reads(real: RealRepo, command: str) -> dict:

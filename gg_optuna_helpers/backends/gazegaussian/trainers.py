@@ -137,25 +137,26 @@ class RepoTrial:
                     for name, value in self._extra(pred, truth, data).items():
                         means.add(name, value)
                     if len(self.samples) < PREVIEW_SAMPLES:
-                        self.samples.append((truth[0].cpu(), pred[0].cpu()))
+                        self.samples.append((_shrink(truth[0].cpu()), _shrink(pred[0].cpu())))
         finally:
             self._eval(False)
         parts = means.means()
         return {"value": objective(parts), **parts, "val_samples": float(len(self.val))}
 
     def state_dict(self) -> dict[str, Any]:
-        return {**self._model_state(), "stream": self.stream.state_dict(), "rng": rng_state()}
+        # the preview samples too: the worker renders the BEST epoch's preview from best.pt
+        return {**self._model_state(), "stream": self.stream.state_dict(), "rng": rng_state(),
+                "preview_samples": self.samples}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._load_model_state(state)
         self.stream.load_state_dict(state["stream"])
         set_rng_state(state["rng"])
+        self.samples = state.get("preview_samples", [])  # none in checkpoints of older versions
 
     def preview(self, path: Path) -> None:
-        if not self.samples:
-            return
-        small = [[_shrink(img) for img in column] for column in zip(*self.samples)]
-        write_png(path, image_grid(small, scale=1))
+        if self.samples:
+            write_png(path, image_grid([list(column) for column in zip(*self.samples)], scale=1))
 
     # --- per stage ----------------------------------------------------------------------------
 
