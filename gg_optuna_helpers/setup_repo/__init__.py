@@ -16,7 +16,7 @@ from ..colab import is_colab
 from .clone import VARIANTS, ensure_clone, resolve
 from .files import copy_tree, place_model_files, place_weights
 from .imports import failing_imports, install_missing
-from .packages import Package, packages_for
+from .packages import WHEEL_MODULES, Package, packages_for
 from .toolchain import Toolchain, detect
 from .wheels import Builder, build_wheel, default_builder, ensure_wheels
 from ._step import step
@@ -64,10 +64,12 @@ def setup_repo(variant: str = "fork", commit: str | None = None, *,
     ``weights``: a file or .zip on Drive placed in ``configs/config_models``. ``cache``: the
     Drive folder for wheels and ``config_models.zip`` (default: ``setup_cache`` in the results
     folder, Drive on Colab).
-    ``build_from_source``: build kaolin/pytorch3d when no wheel matches. ``pypi``: install
-    the repo's missing PyPI packages. ``time_iters``: check-repo's timed iterations (0: none).
-    For tests: ``builder`` replaces the CUDA build, ``toolchain`` the detected one, ``site``
-    installs into that folder instead of this interpreter.
+    ``build_from_source``: build kaolin/pytorch3d (at a pinned tag) when no wheel matches.
+    ``pypi``: install from PyPI what the checkout imports and does not find, and what the
+    wheels' metadata requires (torch pinned). ``time_iters``: check-repo's timed iterations
+    (0: none). For tests: ``builder`` replaces the CUDA build, ``toolchain`` the detected one
+    (its ``executable`` is the interpreter set up, its ``capability`` the GPU's), ``site``
+    installs into that folder instead of the interpreter's environment.
     """
     url, commit = resolve(variant, commit)
     root = Path(dest or default_dest()).expanduser().resolve()
@@ -83,7 +85,7 @@ def setup_repo(variant: str = "fork", commit: str | None = None, *,
     wheels = cache / "wheels" / toolchain.key(commit)
     with step(f"[2-3/5] CUDA packages as wheels, cached in {wheels}") as say:
         build = builder or default_builder(toolchain, from_source=build_from_source)
-        broken = _install(report, wheels, build, toolchain if pypi else None, site, say)
+        broken = _install(report, wheels, build, toolchain, pypi, site, say)
     with step("[4/5] data and model files to local disk") as say:
         _copy_data(report, data, val_data, Path(local_data) if local_data else root.parent / "data",
                    say)
@@ -96,14 +98,16 @@ def setup_repo(variant: str = "fork", commit: str | None = None, *,
     return report
 
 
-def _install(report: SetupReport, wheels: Path, build: Builder, pypi: Toolchain | None,
-             site: Path | None, say: Callable[[str], None]) -> dict[str, str]:
-    """Wheels from the cache or built, the PyPI packages; the modules that do not import."""
+def _install(report: SetupReport, wheels: Path, build: Builder, toolchain: Toolchain,
+             pypi: bool, site: Path | None, say: Callable[[str], None]) -> dict[str, str]:
+    """Wheels from the cache or built, the PyPI packages the checkout imports and the wheels
+    require; the modules that do not import."""
     packages = packages_for(report.repo)
-    ensure_wheels(packages, report.repo, wheels, build, site, say)
+    python = toolchain.executable
+    installed = ensure_wheels(packages, report.repo, wheels, build, site, say, python)
     if pypi:
-        say(install_missing(pypi))
-    broken = failing_imports([p.module for p in packages], site)
+        say(install_missing(report.repo, installed, WHEEL_MODULES, toolchain, site))
+    broken = failing_imports([p.module for p in packages], site, python)
     say("; ".join(f"import {m} fails ({e})" for m, e in broken.items())
         or f"{', '.join(p.module for p in packages)} import")
     return broken

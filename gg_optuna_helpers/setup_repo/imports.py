@@ -1,24 +1,33 @@
-"""What the checkout imports: the repo's PyPI packages (installed with torch pinned) and a
-check, in a fresh interpreter, that every module imports."""
+"""What the checkout imports, read from its code: the PyPI packages it needs that do not import
+yet, what a wheel's metadata requires, both installed with torch pinned; and a check, in a fresh
+interpreter, that every module imports."""
 
 from __future__ import annotations
 
-import importlib.util
+import ast
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
+import zipfile
+from email.parser import HeaderParser
 from pathlib import Path
 
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name, parse_wheel_filename
+
+from ..errors import ConfigError
 from ._step import run
 from .toolchain import Toolchain
 
-PYPI = {  # module the repo imports -> PyPI package (FACTS.md section 8)
-    "lpips": "lpips", "kornia": "kornia", "einops": "einops", "h5py": "h5py",
-    "tensorboardX": "tensorboardX", "cv2": "opencv-python-headless", "imageio": "imageio",
-    "matplotlib": "matplotlib", "wandb": "wandb", "plyfile": "plyfile", "scipy": "scipy",
+DISTS = {  # module -> PyPI distribution, only where the names differ
+    "cv2": "opencv-python-headless", "PIL": "Pillow", "yaml": "PyYAML", "skimage": "scikit-image",
+    "sklearn": "scikit-learn", "mpl_toolkits": "matplotlib",
 }
+BASE = {"torch"}  # the runtime's own: never installed here
+_MAGIC = re.compile(r"^\s*[%!].*$", re.MULTILINE)  # IPython lines in a notebook cell file
 _PROBE = """import importlib, json, sys
 bad = {}
 for name in sys.argv[1:]:
@@ -27,34 +36,153 @@ for name in sys.argv[1:]:
     except Exception as e:
         bad[name] = f"{type(e).__name__}: {e}".splitlines()[0]
 print(json.dumps(bad))"""
+_FIND = """import importlib.util, json, sys
+print(json.dumps([m for m in sys.argv[1:] if importlib.util.find_spec(m) is None]))"""
+_INSTALLED = """import importlib.metadata as m, json
+def sha(d):
+    return json.loads(d.read_text("direct_url.json") or "{}").get(
+        "archive_info", {}).get("hashes", {}).get("sha256")
+found = {}
+for d in m.distributions():  # in path order: the first one found is the one imported
+    found.setdefault(d.metadata["Name"] or "", [d.version, sha(d)])
+print(json.dumps(found))"""
 
 
-def failing_imports(modules: list[str], target: Path | None = None) -> dict[str, str]:
+def imported_modules(root: Path) -> set[str]:
+    """The top-level names every ``.py`` file under ``root`` imports (absolute imports only)."""
+    names: set[str] = set()
+    for path in root.rglob("*.py"):
+        tree = _parse(path.read_text(errors="replace"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names.update(a.name.split(".")[0] for a in node.names)
+            elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+                names.add(node.module.split(".")[0])
+    return names
+
+
+def _parse(text: str) -> ast.AST:
+    for attempt in (text, _MAGIC.sub("", text)):
+        try:
+            return ast.parse(attempt)
+        except SyntaxError:
+            continue
+    return ast.Module(body=[], type_ignores=[])  # not Python: it imports nothing we can read
+
+
+def own_modules(root: Path) -> set[str]:
+    """Names the checkout itself provides: each folder and ``.py`` file in it (a repo's scripts
+    also import siblings, e.g. ``from dit_block import ...`` inside ``models/``)."""
+    return {p.stem if p.suffix == ".py" else p.name for p in root.rglob("*")
+            if ".git" not in p.parts and (p.is_dir() or p.suffix == ".py")}
+
+
+def third_party(root: Path, handled: set[str]) -> list[str]:
+    """The modules the checkout imports from outside: not its own, not the standard library,
+    not the base runtime and not in ``handled`` (the wheels' modules)."""
+    found = imported_modules(root) - own_modules(root) - set(sys.stdlib_module_names)
+    return sorted(found - BASE - handled)
+
+
+def dist_of(module: str) -> str:
+    return DISTS.get(module, module)
+
+
+def missing_modules(modules: list[str], site: Path | None = None,
+                    python: str = sys.executable) -> list[str]:
+    """The ``modules`` that ``python`` (with ``site`` first on its path) does not find; found,
+    not imported."""
+    return _probe(_FIND, modules, site, python) if modules else []
+
+
+def failing_imports(modules: list[str], site: Path | None = None,
+                    python: str = sys.executable) -> dict[str, str]:
     """Module -> error, for each of ``modules`` that does not import in a fresh interpreter."""
-    path = [str(target) if target else "", os.environ.get("PYTHONPATH", "")]
+    try:
+        return _probe(_PROBE, modules, site, python)
+    except ConfigError as e:
+        return {"python": str(e)}
+
+
+def installed(site: Path | None = None,
+              python: str = sys.executable) -> dict[str, tuple[str, str | None]]:
+    """Canonical name -> (version, sha256 of the wheel file it was installed from, or None)
+    of every distribution ``python`` finds."""
+    found = _probe(_INSTALLED, [], site, python)
+    return {canonicalize_name(name): (v, sha) for name, (v, sha) in found.items()}
+
+
+def _probe(code: str, args: list[str], site: Path | None, python: str):
+    """Run ``code`` in a fresh interpreter of the environment set up; its JSON answer."""
+    path = [str(site) if site else "", os.environ.get("PYTHONPATH", "")]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, path)))
-    done = subprocess.run([sys.executable, "-c", _PROBE, *modules], capture_output=True,
-                          text=True, env=env, check=False)
-    return json.loads(done.stdout or "{}") or ({} if done.returncode == 0 else
-                                               {"python": done.stderr.strip()[-200:]})
+    done = subprocess.run([python, "-c", code, *args], capture_output=True, text=True, env=env,
+                          check=False)
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise ConfigError(f"{python} could not run ({last[-200:]}): check the Python being set "
+                          "up.")
+    return json.loads(done.stdout)
 
 
-def pip_install_command(packages: list[str], constraints: Path) -> list[str]:
-    """``pip install`` from PyPI with torch pinned by a constraints file, so never reinstalled."""
-    return [sys.executable, "-m", "pip", "install", "--quiet", "--constraint", str(constraints),
-            *packages]
+def wheel_requires(wheel: Path) -> list[Requirement]:
+    """The wheel's ``Requires-Dist`` (its METADATA) whose markers hold here, extras left out."""
+    with zipfile.ZipFile(wheel) as z:
+        name = next(n for n in z.namelist() if n.endswith(".dist-info/METADATA"))
+        meta = HeaderParser().parsestr(z.read(name).decode("utf-8", errors="replace"))
+    found = []
+    for line in meta.get_all("Requires-Dist") or []:
+        try:
+            req = Requirement(line)
+        except InvalidRequirement:
+            continue
+        if req.marker is None or req.marker.evaluate({"extra": ""}):
+            found.append(req)
+    return found
 
 
-def install_missing(toolchain: Toolchain) -> str:
-    """Install the repo's PyPI packages that are not there yet; what was done."""
-    importlib.invalidate_caches()
-    missing = sorted(package for module, package in PYPI.items()
-                     if importlib.util.find_spec(module) is None)
-    if not missing:
-        return "the repo's PyPI packages are all there"
+def unsatisfied(requirements: list[Requirement],
+                have: dict[str, tuple[str, str | None]]) -> list[Requirement]:
+    """Those of ``requirements`` that no distribution in ``have`` (:func:`installed`) satisfies:
+    absent, or at another version."""
+    versions = {name: version for name, (version, _sha) in have.items()}
+    return [r for r in requirements if (v := versions.get(canonicalize_name(r.name))) is None
+            or not r.specifier.contains(v, prereleases=True)]
+
+
+def pip_install_command(packages: list[str], constraints: Path, toolchain: Toolchain,
+                        target: Path | None = None) -> list[str]:
+    """``pip install`` from PyPI with torch pinned by a constraints file, so never reinstalled
+    (into ``target`` instead of the environment when given)."""
+    where = ["--target", str(target), "--upgrade"] if target else []
+    return [toolchain.executable, "-m", "pip", "install", "--quiet", *where, "--constraint",
+            str(constraints), *packages]
+
+
+def pip_install(packages: list[str], toolchain: Toolchain, target: Path | None = None) -> None:
+    """Run :func:`pip_install_command` with ``torch==<installed>`` as the constraint."""
     with tempfile.TemporaryDirectory(prefix="gg_pin_") as tmp:
         pin = Path(tmp) / "constraints.txt"
         pin.write_text(f"torch=={toolchain.torch_full}\n")
-        run(pip_install_command(missing, pin), f"pip install {' '.join(missing)}",
+        run(pip_install_command(packages, pin, toolchain, target),
+            f"pip install {' '.join(packages)}",
             "check the runtime's internet connection and re-run.")
-    return f"installed {', '.join(missing)} from PyPI (torch pinned at {toolchain.torch_full})"
+
+
+def install_missing(root: Path, wheels: list[Path], handled: set[str], toolchain: Toolchain,
+                    site: Path | None = None) -> str:
+    """Install what the checkout imports and does not find, and what the wheels require and
+    is not installed, in one pip call; what was done, in one line."""
+    python = toolchain.executable
+    needs = {"the repo imports": [dist_of(m) for m in missing_modules(
+        third_party(root, handled), site, python)]}
+    have = installed(site, python)
+    for wheel in wheels:
+        reqs = unsatisfied(wheel_requires(wheel), have)
+        needs[f"{parse_wheel_filename(wheel.name)[0]} requires"] = [str(r) for r in reqs]
+    packages = sorted({p for group in needs.values() for p in group})
+    if not packages:
+        return "every PyPI package the repo imports and its wheels require is installed"
+    pip_install(packages, toolchain, site)
+    said = "; ".join(f"{why} {', '.join(group)}" for why, group in needs.items() if group)
+    return f"installed from PyPI with torch pinned at {toolchain.torch_full} ({said})"

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ConfigError
+from .imports import imported_modules
 
 CHANNELS_HEADER = "submodules/diff-gaussian-rasterization/cuda_rasterizer/config.h"
 CHANNELS = 32
@@ -17,8 +18,10 @@ class Package:
     """``dist``: the name in its wheel files; ``module``: what must import afterwards;
     ``source``: a checkout folder built into a wheel, or ``page``: a wheel index page
     (``{torch}``, ``{cu}``, ``{py}``, ``{pyt}`` filled from the toolchain) with ``listing``
-    (where the published pages are listed) and ``from_source`` (a pip requirement to build when
-    no wheel matches)."""
+    (where the published pages are listed) and ``from_source`` (a pip requirement, at a pinned
+    tag, to build when no wheel matches). ``build_requires``: what that build needs besides torch
+    and ninja; ``repairs``: (file, line) pairs, each line added at the top of that file of the
+    build copy when the file lacks it (the user's checkout is never edited)."""
 
     dist: str
     module: str
@@ -26,21 +29,26 @@ class Package:
     page: str | None = None
     listing: str | None = None
     from_source: str | None = None
+    build_requires: tuple[str, ...] = ()
+    repairs: tuple[tuple[str, str], ...] = ()
 
 
 RASTERIZER = Package("diff_gaussian_rasterization", "diff_gaussian_rasterization",
                      source="submodules/diff-gaussian-rasterization")
-SIMPLE_KNN = Package("simple_knn", "simple_knn._C", source="submodules/simple-knn")
+SIMPLE_KNN = Package("simple_knn", "simple_knn._C", source="submodules/simple-knn",
+                     repairs=(("simple_knn.cu", "#include <cfloat>"),))  # FLT_MAX, CUDA >= 12.5
 KAOLIN = Package("kaolin", "kaolin",
                  page="https://nvidia-kaolin.s3.us-east-2.amazonaws.com/torch-{torch}_cu{cu}.html",
                  listing="https://nvidia-kaolin.s3.us-east-2.amazonaws.com/?delimiter=/",
-                 from_source="git+https://github.com/NVIDIAGameWorks/kaolin.git")
+                 from_source="git+https://github.com/NVIDIAGameWorks/kaolin.git@v0.18.0",
+                 build_requires=("cython==0.29.37", "setuptools<75.9"))  # its build_requirements
 PYTORCH3D = Package("pytorch3d", "pytorch3d",
                     page="https://dl.fbaipublicfiles.com/pytorch3d/packaging/wheels/"
                          "py{py}_cu{cu}_pyt{pyt}/download.html",
-                    from_source="git+https://github.com/facebookresearch/pytorch3d.git@stable")
+                    from_source="git+https://github.com/facebookresearch/pytorch3d.git@v0.7.9")
 
-_IMPORTS_PYTORCH3D = re.compile(r"^\s*(from|import)\s+pytorch3d\b", re.MULTILINE)
+WHEEL_MODULES = {p.module.split(".")[0] for p in (RASTERIZER, SIMPLE_KNN, KAOLIN, PYTORCH3D)}
+"""Modules installed as wheels here, never from PyPI by name (PyPI's kaolin is a placeholder)."""
 
 
 def packages_for(root: Path) -> list[Package]:
@@ -55,8 +63,7 @@ def packages_for(root: Path) -> list[Package]:
 
 def uses_pytorch3d(root: Path) -> bool:
     """True when the checkout's own code imports pytorch3d (upstream does; the fork does not)."""
-    return any(_IMPORTS_PYTORCH3D.search(path.read_text(errors="replace"))
-               for path in root.rglob("*.py") if "submodules" not in path.parts)
+    return "pytorch3d" in imported_modules(root)
 
 
 def check_channels(root: Path) -> None:

@@ -1,11 +1,10 @@
-"""Steps 2-3: build each package into a wheel once per toolchain and repo commit, keep the
-wheels on Drive, install them without dependencies (the installed torch is never touched)."""
+"""Steps 2-3: build each package into a wheel once per toolchain, GPU architecture and repo
+commit, keep the wheels on Drive, install them without dependencies (the installed torch is
+never touched; what their metadata requires is installed afterwards, torch pinned)."""
 
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
-import json
 import os
 import shutil
 import sys
@@ -17,6 +16,7 @@ from packaging.utils import canonicalize_name, parse_wheel_filename
 
 from ..errors import ConfigError
 from ._step import run
+from .imports import installed, pip_install
 from .index import fetch_wheel, no_wheel
 from .packages import Package
 from .toolchain import Toolchain
@@ -25,32 +25,61 @@ Builder = Callable[[Package, Path, Path], Path]
 """``builder(package, repo_root, out_dir) -> wheel``: one wheel of ``package`` in ``out_dir``."""
 
 
-def build_command(source: str | os.PathLike, out: Path) -> list[str]:
+BUILD_TOOLS = ("ninja",)  # without it torch builds one file at a time and ignores MAX_JOBS
+
+
+def build_command(source: str | os.PathLike, out: Path,
+                  python: str = sys.executable) -> list[str]:
     """``pip wheel`` against the torch already installed (no isolation, no dependencies)."""
-    return [sys.executable, "-m", "pip", "wheel", "--no-build-isolation", "--no-deps",
+    return [python, "-m", "pip", "wheel", "--no-build-isolation", "--no-deps",
             "--quiet", "--wheel-dir", str(out), str(source)]
 
 
-def install_command(wheels: list[Path], target: Path | None = None) -> list[str]:
+def install_command(wheels: list[Path], target: Path | None = None,
+                    python: str = sys.executable) -> list[str]:
     """``pip install --no-deps`` of wheel files (into ``target`` instead of site-packages);
     forced, as another build of the same version must replace the installed one."""
     where = ["--target", str(target), "--upgrade"] if target else []
-    return [sys.executable, "-m", "pip", "install", "--no-deps", "--force-reinstall", "--quiet",
+    return [python, "-m", "pip", "install", "--no-deps", "--force-reinstall", "--quiet",
             *where, *map(str, wheels)]
 
 
-def build_env(gpu_capability: tuple[int, int] | None) -> dict[str, str]:
-    """Compile for this GPU only (minutes less than every architecture) with all cores."""
+def build_env(capability: str | None, tools: Path | None = None) -> dict[str, str]:
+    """Compile for this GPU only (minutes less than every architecture) with all cores, with
+    the build tools in ``tools`` (ninja, a package's own) first on PATH and PYTHONPATH."""
     env = dict(os.environ, MAX_JOBS=str(os.cpu_count() or 1))
-    if gpu_capability:
-        env["TORCH_CUDA_ARCH_LIST"] = "{}.{}".format(*gpu_capability)
+    if capability:
+        env["TORCH_CUDA_ARCH_LIST"] = capability
+    if tools:
+        for name, first in (("PATH", tools / "bin"), ("PYTHONPATH", tools)):
+            env[name] = os.pathsep.join(filter(None, [str(first), os.environ.get(name, "")]))
     return env
 
 
-def build_wheel(source: str | os.PathLike, out: Path, env: dict[str, str] | None = None) -> Path:
+def build_tools(package: Package, toolchain: Toolchain, tools: Path) -> Path:
+    """Install ninja and the package's own build requirements into ``tools``, for that build
+    only: the environment keeps its own versions (kaolin's build wants an older setuptools)."""
+    pip_install([*BUILD_TOOLS, *package.build_requires], toolchain, tools)
+    return tools
+
+
+def build_copy(source: Path, dest: Path, repairs: tuple[tuple[str, str], ...] = ()) -> Path:
+    """A copy of ``source`` to build from, with each (file, line) repair applied to it: the
+    line is put first in the file when no line of it is that line. The checkout stays as is
+    (a changed tracked file would stop the clone's reuse)."""
+    copy = Path(shutil.copytree(source, dest / source.name, symlinks=True))
+    for name, line in repairs:
+        text = (copy / name).read_text()
+        if line not in (raw.strip() for raw in text.splitlines()):
+            (copy / name).write_text(f"{line}\n{text}")
+    return copy
+
+
+def build_wheel(source: str | os.PathLike, out: Path, env: dict[str, str] | None = None,
+                python: str = sys.executable) -> Path:
     """Run :func:`build_command` in a fresh folder and move its one wheel into ``out``."""
     with tempfile.TemporaryDirectory(prefix="gg_wheel_") as tmp:
-        run(build_command(source, Path(tmp)), f"building a wheel of {source}",
+        run(build_command(source, Path(tmp), python), f"building a wheel of {source}",
             f"`pip wheel --no-build-isolation --no-deps {source}` in a terminal shows the whole "
             "log.", env=env)
         wheel = next(Path(tmp).glob("*.whl"))
@@ -58,21 +87,30 @@ def build_wheel(source: str | os.PathLike, out: Path, env: dict[str, str] | None
 
 
 def default_builder(toolchain: Toolchain, *, from_source: bool = False) -> Builder:
-    """The real builder: compile the checkout's CUDA submodules, fetch kaolin/pytorch3d wheels
-    from their index pages (or build them from source when asked)."""
+    """The real builder: compile the checkout's CUDA submodules (from a repaired copy), fetch
+    kaolin/pytorch3d wheels from their index pages (or build them from source when asked)."""
     if toolchain.cuda is None:
         raise ConfigError(f"torch {toolchain.torch_full} here has no CUDA: the GazeGaussian "
                           "extensions need a CUDA torch (a Colab GPU runtime has one).")
-    import torch
+    if toolchain.capability is None:
+        raise ConfigError("torch sees no GPU: the extensions are built for this GPU's "
+                          "architecture; switch to a GPU runtime (Runtime > Change runtime "
+                          "type) and re-run.")
 
-    env = build_env(torch.cuda.get_device_capability() if torch.cuda.is_available() else None)
+    def compiled(package: Package, source: str | os.PathLike, out: Path, **extra: str) -> Path:
+        with tempfile.TemporaryDirectory(prefix="gg_tools_") as tmp:
+            tools = build_tools(package, toolchain, Path(tmp) / "tools")
+            if package.source:
+                source = build_copy(Path(source), Path(tmp), package.repairs)
+            env = dict(build_env(toolchain.capability, tools), **extra)
+            return build_wheel(source, out, env, toolchain.executable)
 
     def build(package: Package, root: Path, out: Path) -> Path:
         if package.source:
-            return build_wheel(root / package.source, out, env)
+            return compiled(package, root / package.source, out)
         wheel = fetch_wheel(package, toolchain, out)
         if wheel is None and from_source:
-            wheel = build_wheel(package.from_source, out, dict(env, IGNORE_TORCH_VER="1"))
+            wheel = compiled(package, package.from_source, out, IGNORE_TORCH_VER="1")
         if wheel is None:
             raise ConfigError(no_wheel(package, toolchain))
         return wheel
@@ -95,17 +133,6 @@ def store(wheel: Path, cache: Path) -> Path:
     return cache / wheel.name
 
 
-def installed_hash(dist: str, target: Path | None = None) -> str | None:
-    """The sha256 of the wheel file ``dist`` was installed from (pip records it in
-    ``direct_url.json``), in ``target`` or this interpreter; None when not installed so."""
-    found = importlib.metadata.distributions(**({"path": [str(target)]} if target else {}))
-    for d in found:
-        if canonicalize_name(d.metadata["Name"] or "") == canonicalize_name(dist):
-            record = json.loads(d.read_text("direct_url.json") or "{}")
-            return record.get("archive_info", {}).get("hashes", {}).get("sha256")
-    return None
-
-
 def sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
@@ -115,11 +142,13 @@ def sha256(path: Path) -> str:
 
 
 def ensure_wheels(packages: list[Package], root: Path, cache: Path, builder: Builder,
-                  target: Path | None = None, say: Callable[[str], None] = print) -> list[Path]:
+                  target: Path | None = None, say: Callable[[str], None] = print,
+                  python: str = sys.executable) -> list[Path]:
     """Take each package's wheel from the cache, building it first on a miss; install in one
     ``pip`` call those not installed from that very file (by hash: versions say nothing, the
     CUDA submodules are all 0.0.0). ``say`` gets one line per package as it goes."""
     wheels, todo = [], []
+    have = installed(target, python)
     for package in packages:
         wheel = cached_wheel(cache, package)
         how = "cached"
@@ -130,12 +159,12 @@ def ensure_wheels(packages: list[Package], root: Path, cache: Path, builder: Bui
                 wheel = store(builder(package, root, Path(tmp)), cache)
             how = "built" if package.source else "fetched"
         version = str(parse_wheel_filename(wheel.name)[1])
-        installed = installed_hash(package.dist, target)  # a fresh runtime: none, no read
-        done = installed is not None and installed == sha256(wheel)
+        sha = have.get(canonicalize_name(package.dist), (None, None))[1]
+        done = sha is not None and sha == sha256(wheel)
         say(f"{package.dist} {version}: {how}, {'already installed' if done else 'installed'}")
         wheels.append(wheel)
         todo += [] if done else [wheel]
     if todo:
-        run(install_command(todo, target), f"installing {', '.join(w.name for w in todo)}",
+        run(install_command(todo, target, python), f"installing {', '.join(w.name for w in todo)}",
             f"delete the wheels in {cache} so that the next run rebuilds them.")
     return wheels
