@@ -24,9 +24,11 @@ def add_parser(sub) -> None:
     p.add_argument("--local-data", help="where data folders are copied (default: data/ next to "
                                         "--dest)")
     p.add_argument("--build-from-source", action="store_true",
-                   help="build kaolin/pytorch3d from source when no wheel matches (slow, once)")
+                   help="build kaolin/pytorch3d from source, at a pinned tag, when no wheel "
+                        "matches (slow, once)")
     p.add_argument("--no-pypi", action="store_true",
-                   help="do not install the repo's missing PyPI packages")
+                   help="do not install from PyPI what the checkout imports and does not find, "
+                        "nor what the wheels require")
     p.add_argument("--time-iters", type=int, default=3,
                    help="check-repo's timed iterations per stage, 0 for none "
                         "(default: %(default)s)")

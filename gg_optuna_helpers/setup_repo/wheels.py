@@ -76,11 +76,13 @@ def build_copy(source: Path, dest: Path, repairs: tuple[tuple[str, str], ...] = 
 
 
 def build_wheel(source: str | os.PathLike, out: Path, env: dict[str, str] | None = None,
-                python: str = sys.executable) -> Path:
-    """Run :func:`build_command` in a fresh folder and move its one wheel into ``out``."""
+                python: str = sys.executable, shown: str | os.PathLike | None = None) -> Path:
+    """Run :func:`build_command` in a fresh folder and move its one wheel into ``out``;
+    a failure names ``shown`` (default ``source``: a build copy names its original)."""
+    shown = shown or source
     with tempfile.TemporaryDirectory(prefix="gg_wheel_") as tmp:
-        run(build_command(source, Path(tmp), python), f"building a wheel of {source}",
-            f"`pip wheel --no-build-isolation --no-deps {source}` in a terminal shows the whole "
+        run(build_command(source, Path(tmp), python), f"building a wheel of {shown}",
+            f"`pip wheel --no-build-isolation --no-deps {shown}` in a terminal shows the whole "
             "log.", env=env)
         wheel = next(Path(tmp).glob("*.whl"))
         return Path(shutil.move(wheel, out / wheel.name))
@@ -100,10 +102,11 @@ def default_builder(toolchain: Toolchain, *, from_source: bool = False) -> Build
     def compiled(package: Package, source: str | os.PathLike, out: Path, **extra: str) -> Path:
         with tempfile.TemporaryDirectory(prefix="gg_tools_") as tmp:
             tools = build_tools(package, toolchain, Path(tmp) / "tools")
+            copy = source  # a checkout's folder is built from a repaired copy of it
             if package.source:
-                source = build_copy(Path(source), Path(tmp), package.repairs)
+                copy = build_copy(Path(source), Path(tmp), package.repairs)
             env = dict(build_env(toolchain.capability, tools), **extra)
-            return build_wheel(source, out, env, toolchain.executable)
+            return build_wheel(copy, out, env, toolchain.executable, shown=source)
 
     def build(package: Package, root: Path, out: Path) -> Path:
         if package.source:
