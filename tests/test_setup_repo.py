@@ -336,7 +336,7 @@ def test_a_runtime_without_trimesh_gets_it_because_the_checkout_imports_it(
         capsys.readouterr().out)
 
 
-KAOLIN_LIKE = ("pygltflib", "warp-lang>=1.0", "numpy", "tqdm>=4.51.0",
+KAOLIN_LIKE = ("pygltflib", "warp-lang>=1.0", "numpy<2.0", "tqdm>=4.51.0",
                'ipython<8.13; python_version < "3.9"', 'pytest; extra == "test"')
 """The forms kaolin 0.18's Requires-Dist take (its tools/requirements.txt): absent packages
 it imports when it loads (kaolin/io/gltf.py: pygltflib; kaolin/physics: warp), present ones,
@@ -368,8 +368,8 @@ def test_kaolins_own_requirements_are_installed_so_that_it_imports(
     build_wheel(standin(tmp_path / "dists", "warp", "1.9.0", dist="warp-lang"), index)
     offline(monkeypatch, index)
     wheel = kaolin_like_builder(tmp_path / "k")(KAOLIN, fork_clone, tmp_path)
-    assert [str(r) for r in wheel_requires(wheel)] == ["pygltflib", "warp-lang>=1.0", "numpy",
-                                                       "tqdm>=4.51.0"]
+    assert [str(r) for r in wheel_requires(wheel)] == ["pygltflib", "warp-lang>=1.0",
+                                                       "numpy<2.0", "tqdm>=4.51.0"]
     drive = drive_folder(tmp_path, fork_clone)
     kwargs = dict(dest=tmp_path / "GazeGaussian", cache=drive / "gg_results/setup_cache",
                   time_iters=0, builder=kaolin_like_builder(tmp_path / "k"), toolchain=CPU,
@@ -380,6 +380,9 @@ def test_kaolins_own_requirements_are_installed_so_that_it_imports(
     setup_repo(str(BUNDLES["fork"]), VARIANTS["fork"][1], **kwargs)
     out = capsys.readouterr().out
     assert "kaolin requires pygltflib, warp-lang>=1.0)" in out  # numpy, tqdm: already there
+    import numpy  # kaolin 0.17 asks numpy<2: the runtime's numpy 2 is kept, and said so
+    assert f"kept as installed: numpy {numpy.__version__} (asks <2.0)" in out
+    assert not list((tmp_path / "site").glob("numpy*"))
     assert "simple_knn._C, kaolin import" in out
     done = subprocess.run([sys.executable, "-c", "import kaolin, warp; print(kaolin.STANDIN)"],
                           env=dict(os.environ, PYTHONPATH=str(tmp_path / "site")),

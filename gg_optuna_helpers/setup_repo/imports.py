@@ -27,6 +27,8 @@ DISTS = {  # module -> PyPI distribution, only where the names differ
     "sklearn": "scikit-learn", "mpl_toolkits": "matplotlib",
 }
 BASE = {"torch"}  # the runtime's own: never installed here
+PINNED = ("numpy", "ipython", "ipykernel", "tornado", "jupyter-client")  # Colab's own (FACTS 4):
+# held at the installed version in every install, so nothing asks the runtime to restart
 _MAGIC = re.compile(r"^\s*[%!].*$", re.MULTILINE)  # IPython lines in a notebook cell file
 _PROBE = """import importlib, json, sys
 bad = {}
@@ -142,12 +144,18 @@ def wheel_requires(wheel: Path) -> list[Requirement]:
 
 
 def unsatisfied(requirements: list[Requirement],
-                have: dict[str, tuple[str, str | None]]) -> list[Requirement]:
-    """Those of ``requirements`` that no distribution in ``have`` (:func:`installed`) satisfies:
-    absent, or at another version."""
-    versions = {name: version for name, (version, _sha) in have.items()}
-    return [r for r in requirements if (v := versions.get(canonicalize_name(r.name))) is None
-            or not r.specifier.contains(v, prereleases=True)]
+                have: dict[str, tuple[str, str | None]]) -> tuple[list[Requirement], list[str]]:
+    """Those of ``requirements`` whose distribution is absent from ``have`` (:func:`installed`),
+    and the installed ones at another version: kept as they are (kaolin asks for numpy<2 and
+    jupyter_client<8; changing Colab's own packages breaks the runtime), named for the line."""
+    absent, kept = [], []
+    for r in requirements:
+        version = have.get(canonicalize_name(r.name), (None,))[0]
+        if version is None:
+            absent.append(r)
+        elif not r.specifier.contains(version, prereleases=True):
+            kept.append(f"{r.name} {version} (asks {r.specifier})")
+    return absent, kept
 
 
 def pip_install_command(packages: list[str], constraints: Path, toolchain: Toolchain,
@@ -159,11 +167,15 @@ def pip_install_command(packages: list[str], constraints: Path, toolchain: Toolc
             str(constraints), *packages]
 
 
-def pip_install(packages: list[str], toolchain: Toolchain, target: Path | None = None) -> None:
-    """Run :func:`pip_install_command` with ``torch==<installed>`` as the constraint."""
+def pip_install(packages: list[str], toolchain: Toolchain, target: Path | None = None,
+                have: dict[str, tuple[str, str | None]] | None = None) -> None:
+    """Run :func:`pip_install_command` with ``torch==<installed>`` as a constraint, and each
+    of the runtime's :data:`PINNED` packages found in ``have`` at its installed version."""
+    pins = {"torch": toolchain.torch_full}
+    pins.update({name: have[name][0] for name in PINNED if name in (have or {})})
     with tempfile.TemporaryDirectory(prefix="gg_pin_") as tmp:
         pin = Path(tmp) / "constraints.txt"
-        pin.write_text(f"torch=={toolchain.torch_full}\n")
+        pin.write_text("".join(f"{name}=={version}\n" for name, version in pins.items()))
         run(pip_install_command(packages, pin, toolchain, target),
             f"pip install {' '.join(packages)}",
             "check the runtime's internet connection and re-run.")
@@ -176,13 +188,15 @@ def install_missing(root: Path, wheels: list[Path], handled: set[str], toolchain
     python = toolchain.executable
     needs = {"the repo imports": [dist_of(m) for m in missing_modules(
         third_party(root, handled), site, python)]}
-    have = installed(site, python)
+    have, kept = installed(site, python), []
     for wheel in wheels:
-        reqs = unsatisfied(wheel_requires(wheel), have)
+        reqs, other = unsatisfied(wheel_requires(wheel), have)
         needs[f"{parse_wheel_filename(wheel.name)[0]} requires"] = [str(r) for r in reqs]
+        kept += other
     packages = sorted({p for group in needs.values() for p in group})
+    note = f"; kept as installed: {', '.join(kept)}" if kept else ""
     if not packages:
-        return "every PyPI package the repo imports and its wheels require is installed"
-    pip_install(packages, toolchain, site)
+        return "every PyPI package the repo imports and its wheels require is installed" + note
+    pip_install(packages, toolchain, site, have)
     said = "; ".join(f"{why} {', '.join(group)}" for why, group in needs.items() if group)
-    return f"installed from PyPI with torch pinned at {toolchain.torch_full} ({said})"
+    return f"installed from PyPI with torch pinned at {toolchain.torch_full} ({said}){note}"
