@@ -182,8 +182,9 @@ def _served(storage: Any, study_name: str | None, allow_edits: bool) -> optuna.s
         return optuna_storage(storage, study_name)
     view = open_view(storage, study_name, missing_ok=True).rdb
     if study_name and not any(s.study_name == study_name for s in view.get_all_studies()):
-        print(f"There is no study {study_name!r} in {os.fspath(storage)} yet: the dashboard "
-              "shows it as soon as a run writes it.")
+        where = "this database" if is_url(storage) else os.fspath(storage)  # no password shown
+        print(f"There is no study {study_name!r} in {where} yet: the dashboard shows it as soon "
+              "as a run writes it.")
     return view
 
 

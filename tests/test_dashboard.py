@@ -733,3 +733,38 @@ def test_through_the_tunnel_every_change_is_refused_too(live_study, port, tunnel
                                 auth=login)
             assert refused(status, text), (method, path, status, text)
     assert fingerprint(live_study) == before
+
+
+def test_a_damaged_snapshot_is_an_empty_list_not_an_error_and_the_study_comes_back(tmp_path,
+                                                                                  port):
+    """Another machine's view (no live copy here) of a snapshot Drive half-synced: no study
+    listed, no 500, nothing touched; the whole file again, and the study is back."""
+    results = tmp_path / "results"
+    opened = open_storage(results, study_name=STUDY, local_dir=tmp_path / "runtime")
+    fill(opened.rdb, results / "artifacts", tmp_path)
+    opened.snapshot(force=True)
+    opened.close()
+    snapshot = results / STUDY / "optuna.db"
+    good = snapshot.read_bytes()
+    with serve_dashboard(results, study_name=STUDY, port=port, tunnel="none") as dash:
+        api = dash.local_url + "api/studies"
+        assert STUDY in send(api, "GET")[1]
+        snapshot.write_bytes(good[: len(good) // 2])
+        assert send(api, "GET") == (200, json.dumps({"study_summaries": []}))
+        assert snapshot.read_bytes() == good[: len(good) // 2]
+        snapshot.write_bytes(good)
+        assert STUDY in send(api, "GET")[1]
+
+
+def test_the_dashboard_command_refuses_edits_on_a_folder_and_a_mistyped_study(tmp_path):
+    results = tmp_path / "results"
+    opened = open_storage(results, study_name=STUDY)
+    fill(opened.rdb, results / "artifacts", tmp_path)
+    opened.snapshot(force=True)
+    opened.close()
+    for extra, words in [(["--allow-edits"], EDITS_NEED),
+                         (["--study-name", "nope"], f"No study named 'nope' in {results}")]:
+        done = cli("dashboard", "--storage", str(results), "--port", "8099", *extra,
+                   cwd=tmp_path, timeout=60)
+        assert done.returncode == 2 and words in done.stderr, done.stdout + done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1
