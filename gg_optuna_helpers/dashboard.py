@@ -7,8 +7,9 @@ The dashboard only reads: it serves a live read-only view of the study (no lease
 written; see :func:`.storage.open_view`), and every request but GET and HEAD gets 403 with a
 one-line reason (:func:`read_only`), so no click deletes or changes a study or trial, also
 through a tunnel. ``allow_edits=True`` lets edits through, on a storage the dashboard may write
-(a database URL, or a storage opened to write). The server listens on 127.0.0.1 only. Serving again on a port this process already serves reuses
-that server, so re-running a notebook cell never fails with "port already in use". The link is
+(a database URL, or a storage opened to write). The server listens on 127.0.0.1 only. Serving
+again on a port this process already serves reuses that server, so re-running a notebook cell
+never fails with "port already in use". The link is
 Colab's own proxy on Colab (private to the signed-in user) with the dashboard embedded in the
 cell as well (the proxy link answers 403 in some new tabs). A public ngrok tunnel opens only when
 asked for (``tunnel="ngrok"``), carries basic auth and is closed again unless it refuses a request
@@ -45,7 +46,7 @@ TOKEN_NAME = "NGROK_AUTHTOKEN"
 TUNNELS = ("auto", "colab", "ngrok", "none")
 Storage = StudyStorage | optuna.storages.BaseStorage | str | os.PathLike
 _SERVING: dict[int, tuple[str, str, Dashboard]] = {}  # port -> (storage key, tunnel, dashboard)
-READS = ("GET", "HEAD")  # every route of optuna-dashboard 0.21 that changes something is another
+READS = ("GET", "HEAD")  # let through; each route of optuna-dashboard 0.21 that writes is not GET
 REFUSED = ("This dashboard only reads, so it changed nothing: deleting, renaming or changing a "
            "study or trial (notes too) needs a dashboard started with allow_edits=True "
            "(--allow-edits) on a database URL.")
@@ -170,7 +171,8 @@ def _storage_key(storage: Any, study_name: str | None) -> str:
     return f"{where} {study_name}"
 
 
-def _served(storage: Any, study_name: str | None, allow_edits: bool) -> optuna.storages.BaseStorage:
+def _served(storage: Any, study_name: str | None,
+            allow_edits: bool) -> optuna.storages.BaseStorage:
     """What the dashboard serves: a folder or URL as a live read-only view, an opened storage as
     it is; with ``allow_edits``, a storage it may write (or one sentence why there is none)."""
     if allow_edits:
