@@ -664,6 +664,9 @@ run_study(StudyConfig(stage="meshhead", storage=folder, n_trials=1, max_epochs=1
                       show_progress_bar=False))
 print("RAN", flush=True)
 input()
+for thread in threading.enumerate():  # a released lease's thread ends at once, a held one never
+    if thread.name.startswith("lease-"):
+        thread.join(timeout=10)
 print("THREADS", sorted(t.name for t in threading.enumerate()), flush=True)
 sys.stdin.read()  # the kernel lives on, and so does its dashboard
 """
