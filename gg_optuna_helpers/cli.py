@@ -121,6 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="auto: Colab's private proxy on Colab, else local only; ngrok: "
                            "public, with a password (needs NGROK_AUTHTOKEN)")
     dash.add_argument("--artifacts", help="artifact folder (default: <storage>/artifacts)")
+    dash.add_argument("--allow-edits", action="store_true",
+                      help="let the dashboard delete and change studies and trials (a database "
+                           "URL only); by default it only reads and answers such requests 403")
 
     check = sub.add_parser("check-repo", help="check a GazeGaussian checkout before a study")
     check.add_argument("repo", help="path of the GazeGaussian checkout")
@@ -199,13 +202,14 @@ def _report(storage: str, study_name: str, out: Path) -> None:
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
     from .dashboard import check_place, run_dashboard_forever
-    from .storage import open_storage
+    from .storage import open_view
 
     artifacts = Path(args.artifacts or Results.of(args.storage).artifacts)
     check_place(args.port, artifacts, port_name="--port", artifacts_name="--artifacts")
-    storage = open_storage(args.storage, study_name=args.study_name, read_only=True)
+    storage = args.storage if args.allow_edits else open_view(  # a typo: one sentence, exit 2
+        args.storage, args.study_name)
     run_dashboard_forever(storage, study_name=args.study_name, artifact_dir=artifacts,
-                          port=args.port, tunnel=args.tunnel)
+                          port=args.port, tunnel=args.tunnel, allow_edits=args.allow_edits)
     return 0
 
 

@@ -74,28 +74,28 @@ def setup_backend(backend: str, *, variant: str, commit: str = "", repo: str,
 
 def start_dashboard(storage: Storage, *, artifacts: str | os.PathLike | None = None,
                     tunnel: str = "colab", port: int = DEFAULT_PORT,
-                    study_name: str | None = None) -> Dashboard:
+                    study_name: str | None = None, allow_edits: bool = False) -> Dashboard:
     """The live dashboard of ``storage`` (the results folder, a database URL or any storage
     :func:`~.dashboard.serve_dashboard` takes); a running one is reused, so Run all is safe.
 
+    It only reads: no lease, no file written, so the run in this kernel or another runtime
+    keeps the study to itself, and a request to delete or change a study gets 403
+    (``allow_edits=True`` lets it through on a database URL).
     ``artifacts``: the trial previews' folder (default: the results folder's, for a folder).
     ``tunnel``: ``colab`` (private proxy link and the dashboard embedded in the cell), ``ngrok``
     (public, password-protected, needs NGROK_AUTHTOKEN) or ``none``. Outside Colab, ``colab``
-    means this machine only. ``study_name``: show that study live (a folder otherwise shows
-    every study as it is when the dashboard starts).
+    means this machine only. ``study_name``: show that study live, from the newest copy (this
+    runtime's live database, or the folder's snapshot), also before its first trial; a folder
+    otherwise shows every study as it is when the dashboard starts.
     """
-    from .storage import open_storage
-
     if tunnel == "colab" and not is_colab():
         print("Not running in Colab, so no Colab link (set TUNNEL to 'ngrok' for a public one).")
         tunnel = "none"
     folder = _folder(storage)
-    if folder is not None:
-        artifacts = artifacts if artifacts is not None else Results.of(folder).artifacts
-        if study_name:  # the study's live copy, which the run in this kernel writes
-            storage = open_storage(folder, study_name=study_name)
+    if folder is not None and artifacts is None:
+        artifacts = Results.of(folder).artifacts
     return serve_dashboard(storage, study_name=study_name, artifact_dir=artifacts, port=port,
-                           tunnel=tunnel)
+                           tunnel=tunnel, allow_edits=allow_edits)
 
 
 def _folder(storage: Storage) -> Path | None:

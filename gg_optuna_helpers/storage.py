@@ -20,13 +20,16 @@ import hashlib
 import logging
 import os
 import sqlite3
+import threading
 import time
+import urllib.parse
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import optuna
 import sqlalchemy.exc
+import sqlalchemy.pool
 from optuna.exceptions import ExperimentalWarning
 from optuna.storages import BaseStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
 
@@ -484,5 +487,94 @@ def _first_line(e: BaseException) -> str:
     return (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
 
 
+def open_view(where: str | os.PathLike, study_name: str | None = None, *,
+              local_dir: str | os.PathLike | None = None, missing_ok: bool = False) -> StudyStorage:
+    """A live read-only view (what the dashboard serves): no lease, no file made, nothing written.
+
+    A folder's study, or a ``sqlite:///`` file, is read from its newest readable copy (this
+    machine's live copy or the folder's snapshot), chosen again whenever one of them changes: a
+    snapshot another runtime replaces is seen as well. ``missing_ok``: a study with no copy yet
+    is an empty view until a run writes one (else StudyNotFound). A folder without
+    ``study_name``, or a server URL, is :func:`open_storage`'s ``read_only=True`` view.
+    """
+    where = _folder_or_url(where)
+    file = _sqlite_file(where) if is_url(where) else None
+    followed = file is not None if is_url(where) else study_name is not None
+    if not followed:
+        return open_storage(where, study_name=study_name, read_only=True, local_dir=local_dir)
+    try:
+        open_storage(where, study_name=study_name, read_only=True,
+                     local_dir=local_dir).rdb.engine.dispose()  # the checks, one sentence each
+    except StudyNotFound:
+        if not missing_ok:
+            raise
+    base = local_base(local_dir, write=False)
+    if file is not None:
+        copies = _NewestCopy([file], lambda: file if contents(file)[0] is not None else None)
+    else:
+        folder = Path(where).expanduser()
+        files = [f for durable in (study_db(folder, study_name), legacy_db(folder))
+                 for f in (durable, _live(durable, base))]
+        copies = _NewestCopy(files, lambda: _newest_copy(folder, study_name, base))
+    rdb = RDBStorage("sqlite://", engine_kwargs={"creator": copies.connect,
+                                                 "poolclass": sqlalchemy.pool.NullPool},
+                     skip_table_creation=True)
+    return StudyStorage(rdb, f"live view of {where}", study_name=study_name, read_only=True,
+                        folder=None if file else Path(where).expanduser(), local_dir=base)
+
+
+def _newest_copy(folder: Path, study: str, base: Path) -> Path | None:
+    """The newest readable copy that holds ``study``: its own file's, else the old shared one's."""
+    for durable in (study_db(folder, study), legacy_db(folder)):
+        try:
+            found = _readable(durable, base, study)
+        except ConfigError:  # a damaged snapshot and no live copy here: nothing to show yet
+            found = None
+        if found:
+            return found[0]
+    return None
+
+
+class _NewestCopy:
+    """SQLite connections, read-only, to the copy ``find()`` names (looked for again only when
+    one of ``files`` changed), or to an empty Optuna database in memory while there is none."""
+
+    def __init__(self, files: list[Path], find) -> None:
+        self._files, self._find = files, find
+        self._seen: tuple | None = None
+        self._file: Path | None = None
+        self._lock = threading.Lock()
+
+    def connect(self) -> sqlite3.Connection:
+        seen = tuple(_stamp(f) if f.exists() else None for f in self._files)
+        with self._lock:
+            if seen != self._seen:
+                self._seen, self._file = seen, self._find()
+            file = self._file
+        if file is None:
+            return _empty_optuna_db()
+        return sqlite3.connect(f"file:{urllib.parse.quote(str(file))}?mode=ro", uri=True,
+                               timeout=30, check_same_thread=False)
+
+
+_EMPTY: list[sqlite3.Connection] = []  # an empty Optuna database in memory, made once
+_EMPTY_LOCK = threading.Lock()
+
+
+def _empty_optuna_db() -> sqlite3.Connection:
+    """A fresh in-memory copy of an empty Optuna database (the view of a study not there yet)."""
+    with _EMPTY_LOCK:
+        if not _EMPTY:
+            made = sqlite3.connect(":memory:", check_same_thread=False)
+            rdb = RDBStorage("sqlite://", engine_kwargs={
+                "creator": lambda: made, "poolclass": sqlalchemy.pool.StaticPool})
+            _EMPTY.append(sqlite3.connect(":memory:", check_same_thread=False))
+            made.backup(_EMPTY[0])
+            rdb.engine.dispose()
+        db = sqlite3.connect(":memory:", check_same_thread=False)
+        _EMPTY[0].backup(db)
+    return db
+
+
 __all__ = ["StudyStorage", "check_folder", "check_url", "check_writable_dir", "local_base",
-           "open_storage", "open_study", "optuna_storage"]
+           "open_storage", "open_study", "open_view", "optuna_storage"]

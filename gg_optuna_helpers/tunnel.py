@@ -5,7 +5,9 @@
 
 The tunnel carries HTTP basic auth with a generated password (or ``GG_DASHBOARD_PASSWORD`` from
 the environment or Colab secrets). Right after it opens, a request WITHOUT credentials must get
-401; anything else closes it again, since the dashboard can delete studies.
+401; anything else closes it again: the studies are private (and with ``allow_edits`` the
+dashboard can delete them). Whatever the tunnel forwards goes through the dashboard's WSGI app,
+so its read-only guard (:func:`.dashboard.read_only`) refuses changes there as well.
 """
 
 from __future__ import annotations
@@ -90,7 +92,7 @@ def open_ngrok(port: int, token: str, *, local_url: str) -> Opened | str:
     if unsafe:
         close_ngrok(tunnel.public_url)
         return (f"No ngrok tunnel: it was closed again because {unsafe}, and a link without a "
-                f"password would let anyone delete studies; {only_local}")
+                f"password would show your studies to anyone; {only_local}")
     return Opened(tunnel.public_url, USERNAME, password, chosen=bool(chosen))
 
 

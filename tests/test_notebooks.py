@@ -216,7 +216,7 @@ def test_the_colab_tunnel_outside_colab_is_a_local_dashboard_with_one_line(tmp_p
     with start_dashboard(tmp_path / "r", tunnel="colab", port=free_port()) as dash:
         assert dash.running and dash.public_url is None
     assert capsys.readouterr().out.startswith("Not running in Colab, so no Colab link")
-    assert (tmp_path / "r" / "artifacts").is_dir()
+    assert not (tmp_path / "r").exists()  # the dashboard only reads: it makes no folder
 
 
 def test_03_analyses_a_custom_named_study_inline(tmp_path, monkeypatch):

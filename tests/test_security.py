@@ -204,7 +204,7 @@ def test_dashboard_of_a_database_url_writes_no_credentials_into_folder_names(pos
             pass
     assert password not in "".join(output)
     assert scan_tree(tmp_path, password) == {}
-    assert (tmp_path / "gg_results" / "artifacts").is_dir()  # the run command's results folder
+    assert sorted(tmp_path.iterdir()) == []  # read-only: not even the artifact folder is made
 
 
 def test_a_notebooks_generated_password_is_not_in_the_saved_file_nor_its_widget_state(

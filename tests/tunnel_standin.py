@@ -33,7 +33,7 @@ def credentials(options: dict[str, Any]) -> list[str]:
 
 def _handler(target: str, allowed: set[str], enforce: bool) -> type[BaseHTTPRequestHandler]:
     class Proxy(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (stdlib's name)
+        def do_GET(self) -> None:  # noqa: N802 (stdlib's name); every method, as ngrok does
             given = self.headers.get("Authorization", "")
             user_pass = (base64.b64decode(given[6:]).decode()
                          if given.startswith("Basic ") else "")
@@ -42,14 +42,20 @@ def _handler(target: str, allowed: set[str], enforce: bool) -> type[BaseHTTPRequ
                 self.send_header("WWW-Authenticate", 'Basic realm="ngrok"')
                 self.end_headers()
                 return
+            length = int(self.headers.get("Content-Length") or 0)
+            request = urllib.request.Request(
+                target + self.path, method=self.command, data=self.rfile.read(length) or None,
+                headers={"Content-Type": self.headers.get("Content-Type", "text/plain")})
             try:
-                with urllib.request.urlopen(target + self.path, timeout=10) as r:
+                with urllib.request.urlopen(request, timeout=10) as r:
                     status, body = r.status, r.read()
             except urllib.error.HTTPError as e:
                 status, body = e.code, e.read()
             self.send_response(status)
             self.end_headers()
             self.wfile.write(body)
+
+        do_POST = do_PUT = do_DELETE = do_PATCH = do_GET  # noqa: N815
 
         def log_message(self, *args: Any) -> None:
             """Quiet."""
