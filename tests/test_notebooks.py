@@ -96,10 +96,12 @@ def test_the_real_backend_setup_cell_is_a_no_op_on_mini_and_refuses_in_one_sente
     from gg_optuna_helpers import ConfigError
     from gg_optuna_helpers.notebook import setup_backend
 
-    assert setup_backend("mini", variant="fork", repo="/r", data="/d") == ("/r", "/d")
+    options = {"repo": "/r", "data": "/d"}
+    assert setup_backend("mini", options, variant="fork") == options
     assert not (tmp_path / "GazeGaussian").exists()
     with pytest.raises(ConfigError) as refused:
-        setup_backend("gazegaussian", variant="not-a-variant", repo=str(tmp_path / "GazeGaussian"))
+        setup_backend("gazegaussian", {"repo": str(tmp_path / "GazeGaussian")},
+                      variant="not-a-variant")
     assert "\n" not in str(refused.value) and "not-a-variant" in str(refused.value)
 
 
@@ -200,14 +202,14 @@ def test_the_notebook_setting_reaches_the_real_backend(tmp_path):
     spec.loader.exec_module(contract)
     repo = contract.make_checkout(tmp_path / "repo", "fork")
     config = notebook_config("gazegaussian", results=tmp_path / "r", backend="gazegaussian",
-                             repo=str(repo), quick_test=True)
+                             options={"repo": str(repo)}, quick_test=True)
     assert config.backend == "gazegaussian" and config.backend_options["repo"] == str(repo)
     assert config.study_name == "gazegaussian_gazegaussian_test" and config.n_trials == 5
     assert config.meshhead_study == "gazegaussian_meshhead_test"
     assert config.space["dit_depth"].choices == (4, 6, 8, 12)
     with pytest.raises(ConfigError):
         notebook_config("meshhead", results=tmp_path / "r", backend="gazegaussian",
-                        repo=str(tmp_path / "missing"))
+                        options={"repo": str(tmp_path / "missing")})
 
 
 def test_the_colab_tunnel_outside_colab_is_a_local_dashboard_with_one_line(tmp_path, capsys):
