@@ -203,8 +203,8 @@ def _check_space(dst: Path, size: int) -> None:
     free = shutil.disk_usage(dst).free
     if size > free:
         raise ConfigError(f"Copying {_size(size)} to {dst} needs more than the {_size(free)} "
-                          "free there: copy fewer subjects (subjects=N; the notebooks' SUBJECTS) or free "
-                          "space.")
+                          "free there: copy fewer subjects (subjects=N; the notebooks' "
+                          "SUBJECTS) or free space.")
 
 
 def _copy_file(src: Path, dest: Path, progress: Callable[[int], object]) -> None:

@@ -109,7 +109,7 @@ def _subject_key(item: Any, train: list[str], held_out: list[str], dataset: str)
 def _names(item: Any, key: str) -> bool:
     if isinstance(item, int) and not isinstance(item, bool):
         digits = re.findall(r"\d+", key)
-        return bool(digits) and int(digits[-1]) == item
+        return bool(digits) and int(digits[0]) == item
     text = str(item).strip().removeprefix("xgaze_")
     return text in (key, key.rsplit(".", 1)[0])
 
