@@ -89,9 +89,6 @@ def check_repo(repo: str | os.PathLike, data: str | os.PathLike | None = None, *
     ``max_epochs`` and ``n_trials``; default: a study's defaults) size the estimate, an upper
     bound: pruned trials stop early.
     """
-    from ...config import StudyConfig
-
-    epochs, trials = epochs or StudyConfig.max_epochs, trials or StudyConfig.n_trials
     options = dict(options or {})
     data = options.pop("data", None) or data
     val_data = options.pop("val_data", None) or val_data
@@ -255,8 +252,11 @@ def _time(report: RepoReport, options: dict[str, Any], iters: int, timeout: floa
         report.add("problem", "timing", f"the {result['stage']} stage failed: {result['error']}")
 
 
-def _estimate(report: RepoReport, iters_per_epoch: int, val_samples: int, epochs: int,
-              trials: int) -> None:
+def _estimate(report: RepoReport, iters_per_epoch: int, val_samples: int, epochs: int | None,
+              trials: int | None) -> None:
+    from ...config import StudyConfig  # a study's defaults: what the notebooks and `run` use
+
+    epochs, trials = epochs or StudyConfig.max_epochs, trials or StudyConfig.n_trials
     for stage, s in report.seconds.items():
         epoch = iters_per_epoch * s["per_iter"] + val_samples * s["per_val_sample"]
         report.hours_per_trial[stage] = epochs * epoch / 3600
