@@ -302,6 +302,7 @@ SPLIT = {"train": ["subject0000.h5", "subject0003.h5", "subject0004.h5", "subjec
     ("4", SPLIT["train"]),
     ([4, 0], ["subject0000.h5", "subject0004.h5"]),  # numbers, in the split list's order
     ("3,10", ["subject0003.h5", "subject0010.h5"]),  # --backend-option subjects=3,10
+    ("10,", ["subject0010.h5"]), ([10], ["subject0010.h5"]),  # a list: subject 10
     (["subject0010", "xgaze_subject0003.h5"], ["subject0003.h5", "subject0010.h5"]),
     ("subject0004.h5, subject0000.h5", ["subject0000.h5", "subject0004.h5"]),
     ("all", SPLIT["train"]), ("", SPLIT["train"]),

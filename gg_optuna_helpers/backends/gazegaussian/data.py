@@ -83,7 +83,7 @@ def subset(train: list[str], held_out: list[str], subjects: Any, dataset: str) -
             raise ConfigError(f"Backend option subjects={value} must be between 1 and "
                               f"{len(train)}, the training subjects of the {dataset} split list.")
         return train[:value]
-    items = value.split(",") if isinstance(value, str) else value
+    items = [i for i in value.split(",") if i.strip()] if isinstance(value, str) else value
     if not isinstance(items, list) or not items:
         raise ConfigError(f"Backend option subjects takes a number N (the first N training "
                           f"subjects) or a list of subject keys or numbers, but got {subjects!r}.")
