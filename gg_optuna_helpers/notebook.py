@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from .config import StudyConfig
 from .colab import is_colab, mount_drive
 from .dashboard import DEFAULT_PORT, Dashboard, Storage, serve_dashboard
 from .errors import ConfigError, GGOptunaError
 from .layout import Results, default_study_name, is_place, is_url
+from .values import parse_value, split_assignment
 
 QUICK_TEST_TRIALS = 5
 
@@ -34,42 +36,92 @@ def form_study_name(backend: str, stage: str, name: str = "", *, quick_test: boo
     return (name or default_study_name(backend, stage)) + ("_test" if quick_test else "")
 
 
+FORM_FIELDS = {"repo": "REPO_PATH", "data": "DATA_PATH", "val_data": "VAL_DATA",
+               "subjects": "SUBJECTS"}  # backend option -> the form field that sets it
+_FORM = "key=value, key=value (e.g. opt.pred_img_size=256, val_samples=20)"
+
+
+def form_options(text: str = "", *, repo: str = "", data: str = "", val_data: str = "",
+                 subjects: str = "") -> dict[str, Any]:
+    """The backend options of a notebook's form, in one dict for setup, check-repo and the
+    study alike: the fields ``REPO_PATH``, ``DATA_PATH``, ``VAL_DATA``, ``SUBJECTS`` (empty
+    ones left out) and ``BACKEND_OPTIONS`` (``text``: comma-separated ``key=value``, each value
+    read as ``--backend-option`` reads it, by :func:`~.values.parse_value`)."""
+    options = {}
+    for item in _items(text):
+        key, raw = split_assignment(item, "BACKEND_OPTIONS", _FORM)
+        if key in options:
+            raise ConfigError(f"BACKEND_OPTIONS sets {key} twice: keep one.")
+        if key in FORM_FIELDS:
+            raise ConfigError(f"BACKEND_OPTIONS sets {key}, which the form field "
+                              f"{FORM_FIELDS[key]} sets: use that field.")
+        options[key] = parse_value(raw.strip())
+    fields = {"repo": repo, "data": data, "val_data": val_data, "subjects": subjects}
+    given = {k: str(v).strip() for k, v in fields.items() if str(v).strip()}
+    if "subjects" in given:
+        given["subjects"] = parse_value(given["subjects"])
+    return {**given, **options}
+
+
+def _items(text: str) -> list[str]:
+    """``text`` split at the commas outside brackets (``opt.geo_mlp=[27,64,132]`` stays whole)."""
+    items, depth, start = [], 0, 0
+    for i, char in enumerate(text):
+        depth = max(0, depth + {"[": 1, "]": -1}.get(char, 0))
+        if char == "," and not depth:
+            items.append(text[start:i])
+            start = i + 1
+    if depth:
+        raise ConfigError(f"BACKEND_OPTIONS opens a [ it does not close: write {_FORM}, a list "
+                          f"as [1, 2], but got {text.strip()!r}.")
+    return [item.strip() for item in [*items, text[start:]] if item.strip()]
+
+
 def notebook_config(stage: str, *, results: str | os.PathLike,
-                    backend: str = StudyConfig.backend, repo: str = "", data: str = "",
+                    backend: str = StudyConfig.backend, options: dict[str, Any] | None = None,
                     study_name: str = "", meshhead_study: str = "", change_meshhead: bool = False,
                     n_trials: int = StudyConfig.n_trials, max_epochs: int = StudyConfig.max_epochs,
                     pruner: str = StudyConfig.pruner, sampler: str = StudyConfig.sampler,
                     timeout_hours: float = 0, quick_test: bool = False) -> StudyConfig:
     """A checked study configuration from a notebook's parameter cell.
 
-    ``quick_test`` runs 5 trials in a separate ``..._test`` study first, as the guide advises.
-    ``meshhead_study`` (stage 2): the exact name notebook 01 printed; empty means 01's default.
+    ``options``: the backend options (:func:`form_options`, as :func:`setup_backend` returned
+    them). ``quick_test`` runs 5 trials in a separate ``..._test`` study first, as the guide
+    advises. ``meshhead_study`` (stage 2): the exact name notebook 01 printed; empty means 01's
+    default.
     """
-    options = {k: v for k, v in (("repo", repo), ("data", data)) if v}
     return StudyConfig(
         stage=stage, backend=backend, storage=str(results),
         study_name=form_study_name(backend, stage, study_name, quick_test=quick_test),
         n_trials=QUICK_TEST_TRIALS if quick_test else n_trials, max_epochs=max_epochs,
         pruner=pruner, sampler=sampler, timeout=timeout_hours * 3600 or None,
-        backend_options=options, change_meshhead=change_meshhead,
+        backend_options=dict(options or {}), change_meshhead=change_meshhead,
         meshhead_study=meshhead_study or form_study_name(
             backend, "meshhead", quick_test=quick_test)).resolved()
 
 
-def setup_backend(backend: str, *, variant: str, commit: str = "", repo: str,
-                  data: str = "", weights: str = "") -> tuple[str, str]:
-    """The real backend's set-up (``setup_repo``: clone, build or reuse the cached wheels, copy
-    data and weights to local disk, check-repo); returns the (checkout, data) to train from.
-    Nothing happens for ``mini``."""
+def setup_backend(backend: str, options: dict[str, Any], *, variant: str, commit: str = "",
+                  weights: str = "", build_from_source: bool = False,
+                  max_epochs: int = StudyConfig.max_epochs,
+                  n_trials: int = StudyConfig.n_trials) -> dict[str, Any]:
+    """The real backend's set-up (``setup_repo``: clone at ``options["repo"]``, build or reuse
+    the cached wheels, copy the data files the checkout opens (``subjects`` of them) and
+    weights to local disk, check-repo with ``options`` and the study's ``max_epochs`` and
+    ``n_trials``); returns ``options`` pointing at the local copies, for the study. Nothing
+    happens for ``mini``."""
     if backend != "gazegaussian":
-        return repo, data
+        return dict(options)
     from .setup_repo import setup_repo
 
-    report = setup_repo(variant, commit or None, dest=repo, data=data or None,
-                        weights=weights or None)
+    rest = {k: v for k, v in options.items() if k not in FORM_FIELDS}
+    report = setup_repo(variant, commit or None, dest=options.get("repo") or None,
+                        data=options.get("data"), val_data=options.get("val_data"),
+                        subjects=options.get("subjects"), options=rest, epochs=max_epochs,
+                        trials=n_trials, weights=weights or None,
+                        build_from_source=build_from_source)
     if not report.ready:
         raise ConfigError(report.summary)
-    return str(report.repo), str(report.data or data)
+    return {**options, **report.backend_options()}
 
 
 def start_dashboard(storage: Storage, *, artifacts: str | os.PathLike | None = None,

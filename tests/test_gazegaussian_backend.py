@@ -21,10 +21,13 @@ import torch
 from gg_optuna_helpers.backends import TrainerContext, get_backend
 from gg_optuna_helpers.backends.gazegaussian import check_repo
 from gg_optuna_helpers.backends.gazegaussian import checkout as checkout_module
+from gg_optuna_helpers.backends.gazegaussian.data import subset
 from gg_optuna_helpers.backends.gazegaussian.options import configure, mlp_widths
+from gg_optuna_helpers.backends.gazegaussian.probe import timed_iters
 from gg_optuna_helpers.backends.gazegaussian.state import compact, expand
 from gg_optuna_helpers.backends.gazegaussian.validation import GAZE_WEIGHT, objective, psnr, ssim
 from gg_optuna_helpers.errors import ConfigError
+from gg_optuna_helpers.setup_repo import SetupReport, _copy_data
 from gg_optuna_helpers.spaces import GAZEGAUSSIAN, MESHHEAD
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -289,6 +292,84 @@ def test_held_out_frames_are_never_trained_on(tmp_path, repos):
     assert len(trainer.stream.indices) == 18 - 4
 
 
+SPLIT_FILES = contract.SPLIT["train"]  # the contract checkout's .pt files
+SPLIT = {"train": ["subject0000.h5", "subject0003.h5", "subject0004.h5", "subject0010.h5"],
+         "val": ["subject0012.h5", "subject0022.h5"]}
+
+
+@pytest.mark.parametrize("subjects, keys", [
+    (2, ["subject0000.h5", "subject0003.h5"]),
+    ("4", SPLIT["train"]),
+    ([4, 0], ["subject0000.h5", "subject0004.h5"]),  # numbers, in the split list's order
+    ("3,10", ["subject0003.h5", "subject0010.h5"]),  # --backend-option subjects=3,10
+    ("10,", ["subject0010.h5"]), ([10], ["subject0010.h5"]),  # a list: subject 10
+    (["subject0010", "xgaze_subject0003.h5"], ["subject0003.h5", "subject0010.h5"]),
+    ("subject0004.h5, subject0000.h5", ["subject0000.h5", "subject0004.h5"]),
+    ("all", SPLIT["train"]), ("", SPLIT["train"]),
+])
+def test_subjects_name_a_subset_of_the_training_split(subjects, keys):
+    assert subset(SPLIT["train"], SPLIT["val"], subjects, "eth_xgaze") == keys
+
+
+@pytest.mark.parametrize("subjects, words", [
+    (0, "subjects=0 must be between 1 and 4, the training subjects of the eth_xgaze split"),
+    (5, "subjects=5 must be between 1 and 4"),
+    ([12], "names subject0012.h5, a held-out \\(val\\) subject .* never trained on"),
+    ("subject0022.h5", "names subject0022.h5, a held-out"),
+    ([7], "names 7, which is no training subject of the eth_xgaze split list"),
+    (True, "takes a number N .* but got True"), ([], "but got \\[\\]"),
+])
+def test_a_bad_subject_subset_is_one_sentence(subjects, words):
+    with pytest.raises(ConfigError, match=words) as refused:
+        subset(SPLIT["train"], SPLIT["val"], subjects, "eth_xgaze")
+    assert "\n" not in str(refused.value)
+
+
+def test_a_subject_subset_is_checked_and_trained_on_alone(tmp_path, repos):
+    """A data folder with only the subset passes the check (it fails without ``subjects``);
+    the trial's training set is those subjects' frames, validation the held-out subjects."""
+    repo = repos["upstream"]
+    data = tmp_path / "ETH-XGaze"
+    data.mkdir()
+    (data / "xgaze_subject0004.pt").symlink_to(repo / "data/ETH-XGaze/xgaze_subject0004.pt")
+    val = str(repo / "data/ETH-XGaze_test")
+    options = {"data": str(data), "val_data": val, "subjects": [4]}
+    report = check_repo(repo, options=options, time_iters=0)
+    assert "OK      data: 1 training files in " + str(data) + " (subjects: 1 of 3)." in \
+        report.lines(), report.lines()
+    assert not check_repo(repo, options={**options, "subjects": None}, time_iters=0).ok
+    trainer = BACKEND.make_trainer(_ctx(tmp_path, repo, "meshhead", **options))
+    assert len(trainer.stream.dataset.subjects) == 1 and len(trainer.stream.indices) == 6
+    assert len(trainer.val.dataset.subjects) == 2  # both held-out subjects, as without a subset
+    with pytest.raises(ConfigError, match="names subject0012.pt, a held-out"):
+        BACKEND.make_trainer(_ctx(tmp_path, repo, "meshhead", **{**options, "subjects": [12]}))
+
+
+def test_the_copy_counts_only_the_subset_against_the_free_space(tmp_path, repos, mount_tmpfs):
+    """Drive holds upstream's names (xgaze_subject0000.pt) for the fork's checkout: all three
+    subjects do not fit a 64 kB disk and nothing is copied; one subject does, and is linked to
+    the name the fork opens. Before the copy, check-repo says where the files are."""
+    repo, drive = repos["fork"], tmp_path / "drive" / "ETH-XGaze"
+    drive.mkdir(parents=True)
+    for key in SPLIT_FILES:
+        (drive / f"xgaze_{key}").write_bytes(b"x" * 30_000)
+    [problem] = [p for p in _problems(check_repo(repo, options={"data": str(drive)}, time_iters=0))
+                 if "training files" in p]
+    assert "they are there as xgaze_subject0000.pt (another file-name scheme or one folder " \
+           "down), which setup-repo links to subject0000.pt in its local copy" in problem
+    small, report, said = mount_tmpfs("64k"), SetupReport(repo, "pinned"), []
+    with pytest.raises(ConfigError, match=r"Copying 87.9kB to .* copy fewer subjects \(subj"):
+        _copy_data(report, drive, None, None, {}, small, said.append)
+    assert not list(small.rglob("*.pt"))
+    _copy_data(report, drive, None, 1, {}, small, said.append)
+    assert said == [f"{drive} -> {small / 'ETH-XGaze'}: 1 files copied (29.3kB), 0 already there; "
+                    "1 linked under the names the checkout opens (e.g. subject0000.pt -> "
+                    "xgaze_subject0000.pt)"]
+    linked = small / "ETH-XGaze/subject0000.pt"
+    assert linked.resolve() == small / "ETH-XGaze/xgaze_subject0000.pt"
+    assert report.backend_options()["subjects"] == "subject0000.pt"
+
+
 def _resume_matches(tmp_path, make):
     """Two epochs in one go == one epoch, checkpoint, new trainer, one more epoch."""
     straight = make("a")
@@ -423,6 +504,36 @@ def test_check_repo_on_a_complete_checkout_times_both_stages(repos):
     assert report.hours_per_study["meshhead"] == pytest.approx(10 * report.hours_per_trial["meshhead"])
     assert any(line.startswith("WARN") and "orthogonality" in line for line in report.lines())
     assert sum(line.startswith("OK      estimate") for line in report.lines()) == 2
+    assert all("(5 epochs of 1000 iterations" in f.text and "study of 10 trials" in f.text
+               for f in report.findings if f.topic == "estimate")
+
+
+def test_the_estimate_defaults_to_a_studys_epochs_and_trials(repos):
+    """It assumed 10 epochs while a study (and the notebooks) run StudyConfig.max_epochs."""
+    from gg_optuna_helpers import StudyConfig
+
+    report = check_repo(repos["upstream"], time_iters=1)
+    [line] = [f.text for f in report.findings if f.topic == "estimate"][:1]
+    assert f"({StudyConfig.max_epochs} epochs of" in line
+    assert f"study of {StudyConfig.n_trials} trials" in line
+    hours = report.hours_per_trial["meshhead"]
+    assert hours == pytest.approx(StudyConfig.max_epochs * (
+        1000 * report.seconds["meshhead"]["per_iter"]
+        + 30 * report.seconds["meshhead"]["per_val_sample"]) / 3600)
+
+
+def test_the_timing_run_has_the_repos_share_of_intermediate_gaze_iterations():
+    """The fork adds intermediate-gaze passes where ``batch_index % intermediate_gaze_freq ==
+    0`` (1 in 5); 3 timed iterations from batch 0 held one (1 in 3), now whole cycles."""
+    from types import SimpleNamespace
+
+    fork = SimpleNamespace(use_intermediate_gaze_training=True, intermediate_gaze_freq=5)
+    for asked in (1, 3, 5, 7):
+        n = timed_iters(fork, asked)
+        assert n >= asked and sum(i % 5 == 0 for i in range(n)) / n == 1 / 5
+    assert timed_iters(SimpleNamespace(use_intermediate_gaze_training=False,
+                                       intermediate_gaze_freq=5), 3) == 3
+    assert timed_iters(SimpleNamespace(), 3) == 3  # upstream: no intermediate-gaze training
 
 
 def test_check_repo_reports_a_failing_stage_in_one_line(tmp_path):

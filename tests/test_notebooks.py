@@ -4,6 +4,7 @@ nbclient) with their parameters overridden papermill-style, never through the en
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -23,6 +24,7 @@ NAMES = ["00_install.ipynb", "01_meshhead_study.ipynb", "02_gazegaussian_study.i
          "03_analysis.ipynb"]
 COLAB_ONLY = ("!pip", "drive.mount", "google.colab import")
 VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+HARNESS = ROOT / "tests" / "real_repo"
 SMALL = {"N_TRIALS": 2, "MAX_EPOCHS": 2, "TUNNEL": "none"}  # CI's small studies
 
 
@@ -96,10 +98,12 @@ def test_the_real_backend_setup_cell_is_a_no_op_on_mini_and_refuses_in_one_sente
     from gg_optuna_helpers import ConfigError
     from gg_optuna_helpers.notebook import setup_backend
 
-    assert setup_backend("mini", variant="fork", repo="/r", data="/d") == ("/r", "/d")
+    options = {"repo": "/r", "data": "/d"}
+    assert setup_backend("mini", options, variant="fork") == options
     assert not (tmp_path / "GazeGaussian").exists()
     with pytest.raises(ConfigError) as refused:
-        setup_backend("gazegaussian", variant="not-a-variant", repo=str(tmp_path / "GazeGaussian"))
+        setup_backend("gazegaussian", {"repo": str(tmp_path / "GazeGaussian")},
+                      variant="not-a-variant")
     assert "\n" not in str(refused.value) and "not-a-variant" in str(refused.value)
 
 
@@ -200,14 +204,149 @@ def test_the_notebook_setting_reaches_the_real_backend(tmp_path):
     spec.loader.exec_module(contract)
     repo = contract.make_checkout(tmp_path / "repo", "fork")
     config = notebook_config("gazegaussian", results=tmp_path / "r", backend="gazegaussian",
-                             repo=str(repo), quick_test=True)
+                             options={"repo": str(repo)}, quick_test=True)
     assert config.backend == "gazegaussian" and config.backend_options["repo"] == str(repo)
     assert config.study_name == "gazegaussian_gazegaussian_test" and config.n_trials == 5
     assert config.meshhead_study == "gazegaussian_meshhead_test"
     assert config.space["dit_depth"].choices == (4, 6, 8, 12)
     with pytest.raises(ConfigError):
         notebook_config("meshhead", results=tmp_path / "r", backend="gazegaussian",
-                        repo=str(tmp_path / "missing"))
+                        options={"repo": str(tmp_path / "missing")})
+
+
+def test_backend_options_are_read_as_the_cli_reads_them_and_refused_in_one_sentence():
+    from gg_optuna_helpers import ConfigError
+    from gg_optuna_helpers.notebook import form_options
+    from gg_optuna_helpers.values import parse_assignments
+
+    items = ["opt.pred_img_size=256", "opt.use_intermediate_gaze_training=True",
+             "val_samples=20", "opt.geo_mlp=[27, 64, 132]", "val_split=frames"]
+    options = form_options(", ".join(items), repo=" /r ", data="/d", val_data="", subjects="3")
+    assert options == {"repo": "/r", "data": "/d", "subjects": 3,
+                       **parse_assignments(items, what="--backend-option")}
+    assert options["opt.use_intermediate_gaze_training"] is True
+    assert options["val_split"] == "frames"
+    assert form_options("", subjects="[0, 3]") == {"subjects": [0, 3]} and form_options() == {}
+    for text, words in [
+            ("opt.pred_img_size", "BACKEND_OPTIONS takes key=value, key=value (e.g. "
+                                  "opt.pred_img_size=256, val_samples=20), but got "
+                                  "'opt.pred_img_size'."),
+            ("val_samples=2, val_samples=3", "BACKEND_OPTIONS sets val_samples twice"),
+            ("data=/x", "BACKEND_OPTIONS sets data, which the form field DATA_PATH sets"),
+            ("subjects=3", "BACKEND_OPTIONS sets subjects, which the form field SUBJECTS sets"),
+            ("opt.geo_mlp=[27, 64", "BACKEND_OPTIONS opens a [ it does not close")]:
+        with pytest.raises(ConfigError) as refused:
+            form_options(text)
+        assert str(refused.value).startswith(words) and "\n" not in str(refused.value)
+
+
+PRELUDE = """import functools, sys
+from pathlib import Path
+sys.path[:0] = [{tests!r}, {harness!r}]
+from setup_standins import CPU
+from wheels import StandinWheels
+import gg_optuna_helpers.setup_repo as setup
+# TEST STAND-INS: a CPU torch has no CUDA to build with, so the harness's CPU packages are the
+# wheels, installed into a folder of their own; check-repo times {iters} iteration(s)
+setup.setup_repo = functools.partial(setup.setup_repo, builder=StandinWheels(), toolchain=CPU,
+                                     site=Path({site!r}), pypi=False, time_iters={iters})
+"""
+
+
+def _harness(dest: Path) -> dict:
+    """The fork prepared by tests/real_repo/prepare.py (its checkout, data and environment)."""
+    sys.path.insert(0, str(HARNESS))
+    import prepare
+
+    reason = prepare.missing_reason()
+    if reason:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run the real-repo notebook test, but {reason}.")
+        pytest.skip(f"the real-repo notebook test needs ../shared: {reason}.")
+    done = subprocess.run([sys.executable, str(HARNESS / "prepare.py"), "--repo", "fork",
+                           "--dest", str(dest)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _drive(prepared: dict, drive: Path) -> list[str]:
+    """Move the harness's data to a Drive: the first 5 training subjects in the fork's Colab
+    layout (ETH-XGaze/train) under upstream's names (xgaze_), the held-out ones one folder
+    down in another folder; the training keys, in the split list's order."""
+    options = prepared["backend_options"]
+    split = json.loads((Path(prepared["repo"]) / "configs/dataset/eth_xgaze/"
+                        "train_test_split.json").read_text())
+    for key in split["train"][:5]:
+        (drive / "ETH-XGaze/train").mkdir(parents=True, exist_ok=True)
+        os.rename(Path(options["data"]) / key, drive / "ETH-XGaze/train" / f"xgaze_{key}")
+    for key in split["val"]:
+        (drive / "held_out/ETH-XGaze_test").mkdir(parents=True, exist_ok=True)
+        os.rename(Path(options["val_data"]) / key, drive / "held_out/ETH-XGaze_test" / key)
+    shutil.rmtree(Path(options["data"]).parent)  # where setup copies to: next to the checkout
+    return split["train"]
+
+
+@pytest.mark.slow
+def test_the_form_reaches_the_real_backend_in_01_and_02(tmp_path):
+    """01 then 02 under nbmake with BACKEND="gazegaussian" on the real-repo harness (the fork,
+    its CPU stand-ins): VAL_DATA, SUBJECTS and BACKEND_OPTIONS reach setup (only the subset
+    is copied, under the names the fork opens), check-repo (its estimate with MAX_EPOCHS and
+    N_TRIALS) and the trials (their spec, the repo options they trained with, their log)."""
+    prepared = _harness(tmp_path / "h")
+    repo, drive, results = Path(prepared["repo"]), tmp_path / "drive", tmp_path / "results"
+    keys = _drive(prepared, drive)
+    extra = {k: v for k, v in prepared["backend_options"].items()
+             if k not in ("repo", "data", "val_data")}
+    params = dict(BACKEND="gazegaussian", REPO_PATH=str(repo), DATA_PATH=str(drive / "ETH-XGaze"),
+                  VAL_DATA=str(drive / "held_out"), SUBJECTS="3",
+                  BACKEND_OPTIONS=", ".join(f"{k}={v}" for k, v in extra.items()),
+                  RESULTS_DIR=str(results), N_TRIALS=1, MAX_EPOCHS=1, TUNNEL="none")
+    copies = [inject(p, tmp_path / p.name, **params, DASHBOARD_PORT=free_port(),
+                     prelude=PRELUDE.format(tests=str(ROOT / "tests"), harness=str(HARNESS),
+                                            site=str(tmp_path / "site"), iters=iters))
+              for p, iters in zip(NOTEBOOKS[1:3], (1, 0))]  # 02: no second timing run
+    env = {**os.environ, **prepared["env"], "GG_OPTUNA_CHROME": "none",
+           "PYTHONPATH": os.pathsep.join([prepared["env"]["PYTHONPATH"], str(ROOT)])}
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                          "--nbmake", "--nbmake-timeout=600", "--overwrite", *map(str, copies)],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1500)
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
+    local, subset = repo.parent / "data", keys[:3]
+    setup = [_cell_text(copy, "setup_backend(") for copy in copies]
+    assert ("3 linked under the names the checkout opens (e.g. subject0000.h5 -> "
+            "train/xgaze_subject0000.h5)") in setup[0]
+    assert f"{drive / 'held_out'} -> {local / 'ETH-XGaze_test'}: 15 files copied" in setup[0]
+    assert "0 files copied (0.00B), 3 already there" in setup[1]  # 02, the same runtime
+    assert all("READY: fork checkout" in out for out in setup)
+    assert "(1 epochs of 1 iterations + 2 validation samples)" in setup[0]  # MAX_EPOCHS, and
+    assert "study of 1 trials" in setup[0]  # N_TRIALS reach the estimate
+    assert sorted(p.name for p in (local / "ETH-XGaze/train").iterdir()) == [
+        f"xgaze_{k}" for k in subset]
+    for stage in ("meshhead", "gazegaussian"):
+        _assert_trained_with(results / f"gazegaussian_{stage}" / "trial_0000", local, subset)
+
+
+def _cell_text(path: Path, marker: str) -> str:
+    [cell] = [c for c in nbformat.read(path, 4).cells if marker in c.source and
+              c.cell_type == "code"]
+    return "".join(o.get("text", "") for o in cell.outputs)
+
+
+def _assert_trained_with(trial: Path, local: Path, subset: list[str]) -> None:
+    """The trial got the form's options, trained on the subset and validated as asked."""
+    options = json.loads((trial / "spec.json").read_text())["options"]
+    assert options["data"] == str(local / "ETH-XGaze") and options["subjects"] == ",".join(subset)
+    assert options["val_data"] == str(local / "ETH-XGaze_test") and options["val_samples"] == 2
+    assert f"Training on 3 subjects in {local / 'ETH-XGaze'}: {' '.join(subset)}" in (
+        trial / "worker.log").read_text()
+    trained = json.loads((trial / "repo_options.json").read_text())  # BACKEND_OPTIONS' opt.*
+    assert trained["img_dir"] == str(local / "ETH-XGaze")
+    if "pred_img_size" in trained:  # stage 2 (the fork's defaults: 512, True)
+        assert trained["pred_img_size"] == 64 and trained["use_intermediate_gaze_training"] is False
+    else:
+        assert trained["geo_mlp"] == [27, 64, 64, 132]
+    epochs = [json.loads(line) for line in (trial / "metrics.jsonl").read_text().splitlines()]
+    assert [e["parts"]["val_samples"] for e in epochs if e.get("event") == "epoch"] == [2.0]
 
 
 def test_the_colab_tunnel_outside_colab_is_a_local_dashboard_with_one_line(tmp_path, capsys):

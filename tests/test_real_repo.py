@@ -20,20 +20,27 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import optuna
 import pytest
 import torch
 
+from gg_optuna_helpers.backends.gazegaussian import check_repo
+from gg_optuna_helpers.backends.gazegaussian.checkout import inspect
+from gg_optuna_helpers.backends.gazegaussian.data import file_prefix, spellings, split_subjects
 from gg_optuna_helpers.backends.gazegaussian.export import TRIAL_ONLY
 from gg_optuna_helpers.backends.gazegaussian.options import REPO_OPTIONS
 from gg_optuna_helpers.backends._images import image_grid, write_png
 from gg_optuna_helpers.protocol import BEST, METRICS, PREVIEW
+from gg_optuna_helpers.backends.gazegaussian.probe import timed_iters
 from gg_optuna_helpers.records import metrics
+from gg_optuna_helpers.setup_repo import SetupReport, _copy_data
 
 HARNESS = Path(__file__).parent / "real_repo"
 sys.path.insert(0, str(HARNESS))
 import prepare  # noqa: E402  (the harness beside this file)
+import synthetic  # noqa: E402
 
 pytestmark = pytest.mark.slow
 STUDY_ARGS = ["--backend", "gazegaussian", "--n-trials", "2", "--max-epochs", "2",
@@ -88,13 +95,17 @@ class RealRepo:
         return done
 
 
-@pytest.fixture(scope="module", params=["fork", "upstream"])
-def real(request, tmp_path_factory) -> RealRepo:
+def _need_bundles() -> None:
     reason = prepare.missing_reason()
     if reason:
         if os.environ.get("CI"):
             pytest.fail(f"CI must run the real-repo tests, but {reason}.")
         pytest.skip(f"real-repo tests need ../shared: {reason}.")
+
+
+@pytest.fixture(scope="module", params=["fork", "upstream"])
+def real(request, tmp_path_factory) -> RealRepo:
+    _need_bundles()
     dest = tmp_path_factory.mktemp(f"real_{request.param}")
     done = subprocess.run([sys.executable, str(HARNESS / "prepare.py"), "--repo", request.param,
                            "--dest", str(dest)], capture_output=True, text=True, timeout=600)
@@ -222,3 +233,95 @@ def test_exported_command_is_what_the_trial_trained(real, gazegaussian_study, st
     if stage == "gazegaussian":  # a MeshHead file in the repo's own format
         weights = torch.load(parsed["load_meshhead_checkpoint"], map_location="cpu")["meshhead"]
         assert "landmarks_3d_neutral" in weights
+
+
+# --- the data as the repos name it, and a subject subset (a bare clone: no study) ------------
+
+@pytest.fixture(scope="module", params=["fork", "upstream"])
+def clone(request, tmp_path_factory) -> tuple[str, Path]:
+    _need_bundles()
+    return request.param, prepare.clone(request.param, tmp_path_factory.mktemp("clone"))
+
+
+def test_the_two_repos_open_differently_named_files(clone):
+    """The fork's dataset_name_parser returns "" for eth_xgaze (since its commit 34a742d),
+    upstream's "xgaze_": the same subject is subject0000.h5 in one, xgaze_subject0000.h5 in
+    the other; the copy looks for both."""
+    variant, repo = clone
+    source = (repo / "dataloader/eth_xgaze.py").read_text()
+    own = {"fork": "", "upstream": "xgaze_"}[variant]
+    assert f'if dataset_name == "eth_xgaze":\n        return "{own}"' in source
+    assert file_prefix(repo, "eth_xgaze") == own
+    names = spellings(repo, "eth_xgaze", "train")
+    assert len(names) == 80 and names[f"{own}subject0000.h5"] == list(dict.fromkeys(
+        [f"{own}subject0000.h5", "subject0000.h5", "xgaze_subject0000.h5"]))
+
+
+def test_only_the_fork_adds_intermediate_gaze_passes_1_in_5(clone):
+    variant, repo = clone
+    options = SimpleNamespace(**inspect(repo).gazegaussian)
+    trainer = (repo / "trainer/gazegaussian_trainer.py").read_text()
+    if variant == "upstream":
+        assert "intermediate" not in trainer and timed_iters(options, 3) == 3
+        return
+    assert "if batch_index % self.opt.intermediate_gaze_freq == 0:" in trainer
+    assert options.use_intermediate_gaze_training and options.intermediate_gaze_freq == 5
+    assert timed_iters(options, 3) == 5  # one intermediate-gaze iteration in five timed
+
+
+def test_a_subset_under_the_other_names_one_folder_down_is_copied_checked_and_read(
+        clone, tmp_path):
+    """Drive in the fork's Colab layout (ETH-XGaze/train, ETH-XGaze_test/ETH-XGaze_test) with
+    the OTHER repo's file names: setup copies only the 3 subjects asked for and the held-out
+    ones, links the names this checkout opens, check-repo accepts it, a second run copies
+    nothing, and the repo's own dataloader reads exactly the subset through the links."""
+    variant, repo = clone
+    other = {"fork": "xgaze_", "upstream": ""}[variant]
+    train, val = (split_subjects(repo, "eth_xgaze", split) for split in ("train", "val"))
+    drive = tmp_path / "drive"
+    synthetic.write_dataset(
+        {"train": [drive / "ETH-XGaze/train" / f"{other}{k}" for k in train[:5]],
+         "val": [drive / "ETH-XGaze_test/ETH-XGaze_test" / f"{other}{k}" for k in val]},
+        prepare.frame_indices(repo, "eth_xgaze", len(val)))
+    report, said = SetupReport(repo, "pinned"), []
+    _copy_data(report, drive / "ETH-XGaze", None, 3, {}, tmp_path / "local", said.append)
+    name = file_prefix(repo, "eth_xgaze") + train[0]
+    assert "3 files copied (" in said[0] and said[0].endswith(
+        f"0 already there; 3 linked under the names the checkout opens (e.g. {name} -> "
+        f"train/{other}{train[0]})"), said
+    assert "15 files copied" in said[1] and "15 linked" in said[1]
+    assert sorted(p.name for p in (report.data / "train").iterdir()) == sorted(
+        f"{other}{k}" for k in train[:3])  # 2 more on Drive, not copied
+    assert report.subjects == train[:3] and not set(report.subjects) & set(val)
+    checked = check_repo(repo, options=report.backend_options(), time_iters=0)
+    assert [f.text for f in checked.findings if f.topic == "data"] == [
+        f"3 training files in {report.data} (subjects: 3 of 80).",
+        f"15 held-out (val) files in {report.val_data}."]
+    _copy_data(report, drive / "ETH-XGaze", None, 3, {}, tmp_path / "local", said.append)
+    assert "0 files copied (0.00B), 3 already there; 3 linked" in said[2], said[2]
+    read = _repo_reads(repo, report, tmp_path)
+    assert read["files"] == [str(report.data / f"{file_prefix(repo, 'eth_xgaze')}{k}")
+                             for k in train[:3]]
+    assert read["frames"] == 3 * prepare.FRAMES["train"] and read["val"] > 0
+
+
+def _repo_reads(repo: Path, report, tmp_path: Path) -> dict:
+    """What the repo's own GazeDataset opens for the report's subset (harness environment)."""
+    prepare.ensure_site()
+    env = {**os.environ, **prepare.environment(tmp_path / "torch_home")}
+    env["PYTHONPATH"] = os.pathsep.join([env["PYTHONPATH"], str(Path(__file__).parents[1])])
+    code = ("import importlib, json, sys; from pathlib import Path; "
+            "from gg_optuna_helpers.backends.gazegaussian.checkout import enter; "
+            "from gg_optuna_helpers.backends.gazegaussian.data import train_set; "
+            "root, data, val, keys = Path(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]; "
+            "enter(root); eth = importlib.import_module('dataloader.eth_xgaze'); "
+            "opt = importlib.import_module('configs.gazegaussian_options').BaseOptions(); "
+            "ds = train_set(eth, opt, Path(data), 'eth_xgaze', keys.split(',')); item = ds[0]; "
+            "v = eth.get_val_loader(opt, data_dir=val, batch_size=1, num_val_images=2, "
+            "dataset_name='eth_xgaze', num_workers=0, evaluate=None).dataset; "
+            "print(json.dumps({'files': ds.file_path_list, 'frames': len(ds), 'val': len(v)}))")
+    done = subprocess.run([sys.executable, "-c", code, str(repo), str(report.data),
+                           str(report.val_data), ",".join(report.subjects)], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])

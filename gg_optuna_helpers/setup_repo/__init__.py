@@ -10,11 +10,11 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from ..colab import is_colab
 from .clone import VARIANTS, ensure_clone, resolve
-from .files import copy_tree, place_model_files, place_weights
+from .files import DataCopy, copy_data, place_model_files, place_weights
 from .imports import failing_imports, install_missing
 from .packages import WHEEL_MODULES, Package, packages_for
 from .toolchain import Toolchain, detect
@@ -35,10 +35,12 @@ class SetupReport:
     val_data: Path | None = None
     ready: bool = False
     summary: str = ""
+    subjects: list[str] | None = None  # the training subjects copied, when a subset
 
     def backend_options(self) -> dict[str, str]:
         """The gazegaussian backend options that point at this setup."""
-        named = {"repo": self.repo, "data": self.data, "val_data": self.val_data}
+        named = {"repo": self.repo, "data": self.data, "val_data": self.val_data,
+                 "subjects": ",".join(self.subjects) if self.subjects else None}
         return {k: str(v) for k, v in named.items() if v is not None}
 
 
@@ -49,7 +51,9 @@ def default_dest() -> Path:
 
 def setup_repo(variant: str = "fork", commit: str | None = None, *,
                dest: str | os.PathLike | None = None, data: str | os.PathLike | None = None,
-               val_data: str | os.PathLike | None = None,
+               val_data: str | os.PathLike | None = None, subjects: Any = None,
+               options: dict[str, Any] | None = None, epochs: int | None = None,
+               trials: int | None = None,
                weights: str | os.PathLike | None = None, cache: str | os.PathLike | None = None,
                local_data: str | os.PathLike | None = None, build_from_source: bool = False,
                pypi: bool = True, time_iters: int = 3, builder: Builder | None = None,
@@ -60,7 +64,12 @@ def setup_repo(variant: str = "fork", commit: str | None = None, *,
     ``variant``: ``fork`` (kram254, DiT), ``upstream`` (ucwxb) or a git URL (then ``commit``
     is required); ``commit`` defaults to the variant's pinned one. ``data``: a folder on Drive
     copied under ``local_data`` (default: ``data/`` next to ``dest``); ``val_data`` (default:
-    ``<data>_test`` when that exists) is copied next to it as ``<data name>_test``.
+    ``<data>_test`` when that exists) is copied next to it as ``<data name>_test``. Only the
+    files the checkout opens are copied (``subjects``: of the training ones, that subset: a
+    number N or a list of keys or numbers), found under either file-name scheme, at the top
+    level or one folder down, and linked to the names the checkout opens.
+    ``options``: the study's other backend options (``opt.NAME``, ``val_split``, ...) and
+    ``epochs``/``trials`` its ``max_epochs``/``n_trials``, for check-repo's timing and estimate.
     ``weights``: a file or .zip on Drive placed in ``configs/config_models``. ``cache``: the
     Drive folder for wheels and ``config_models.zip`` (default: ``setup_cache`` in the results
     folder, Drive on Colab).
@@ -87,13 +96,14 @@ def setup_repo(variant: str = "fork", commit: str | None = None, *,
         build = builder or default_builder(toolchain, from_source=build_from_source)
         broken = _install(report, wheels, build, toolchain, pypi, site, say)
     with step("[4/5] data and model files to local disk") as say:
-        _copy_data(report, data, val_data, Path(local_data) if local_data else root.parent / "data",
-                   say)
+        _copy_data(report, data, val_data, subjects, dict(options or {}),
+                   Path(local_data) if local_data else root.parent / "data", say)
         if weights:
             say(place_weights(Path(weights).expanduser(), root))
         say(place_model_files(root, cache / "config_models.zip", _assets()))
     with step("[5/5] check-repo") as say:
-        report.ready, report.summary = _check(report, time_iters, broken)
+        report.ready, report.summary = _check(report, time_iters, broken, dict(options or {}),
+                                              epochs, trials)
         say(report.summary)
     return report
 
@@ -114,17 +124,26 @@ def _install(report: SetupReport, wheels: Path, build: Builder, toolchain: Toolc
 
 
 def _copy_data(report: SetupReport, data: str | os.PathLike | None,
-               val_data: str | os.PathLike | None, local: Path,
-               say: Callable[[str], None]) -> None:
+               val_data: str | os.PathLike | None, subjects: Any, options: dict[str, Any],
+               local: Path, say: Callable[[str], None]) -> None:
+    """The files the checkout opens, to local disk; the held-out ones named as the backend's
+    default val_data (``<data>_test``)."""
+    from ..backends.gazegaussian.data import dataset_of, spellings, split_subjects
+
     if data is None:
         return
+    root, dataset = report.repo, dataset_of(report.repo, options)
     src = Path(data).expanduser()
     held_out = Path(val_data).expanduser() if val_data else Path(f"{src}_test")
     report.data = local / src.name
-    say(copy_tree(src, report.data))
-    if val_data or held_out.is_dir():  # named as the backend's default val_data: <data>_test
+    chosen = split_subjects(root, dataset, "train", subjects)
+    report.subjects = chosen if chosen != split_subjects(root, dataset, "train") else None
+    copies = [DataCopy.plan(src, report.data, spellings(root, dataset, "train", subjects))]
+    if (val_data or held_out.is_dir()) and options.get("val_split", "subjects") == "subjects":
         report.val_data = local / f"{src.name}_test"
-        say(copy_tree(held_out, report.val_data))
+        copies.append(DataCopy.plan(held_out, report.val_data, spellings(root, dataset, "val")))
+    for line in copy_data(copies):
+        say(line)
 
 
 def _results() -> Path:
@@ -139,12 +158,15 @@ def _assets() -> list[str]:
     return list(ASSETS)
 
 
-def _check(report: SetupReport, time_iters: int, broken: dict[str, str]) -> tuple[bool, str]:
+def _check(report: SetupReport, time_iters: int, broken: dict[str, str],
+           options: dict[str, Any], epochs: int | None,
+           trials: int | None) -> tuple[bool, str]:
     """check-repo, summed up in one line: ready, or the first problem and its fix."""
     from ..backends.gazegaussian.check import check_repo
 
-    checked = check_repo(report.repo, report.data, val_data=report.val_data,
-                         time_iters=time_iters if not broken else 0)
+    checked = check_repo(report.repo, options={**options, **report.backend_options()},
+                         time_iters=time_iters if not broken else 0, epochs=epochs,
+                         trials=trials)
     problems = [f"import {m} fails ({e})" for m, e in broken.items()]
     problems += checked.problems()
     if problems:

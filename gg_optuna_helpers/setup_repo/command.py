@@ -18,6 +18,8 @@ def add_parser(sub) -> None:
                                   "./GazeGaussian elsewhere)")
     p.add_argument("--data", help="training data folder to copy to local disk (e.g. on Drive)")
     p.add_argument("--val-data", help="held-out data folder (default: <data>_test if it exists)")
+    p.add_argument("--subjects", help="copy only these training subjects: a number N (the first "
+                                      "N of the split list) or keys/numbers, e.g. 0,3,4")
     p.add_argument("--weights", help="a weights file or .zip to place in configs/config_models")
     p.add_argument("--cache", help="a lasting folder for wheels and config_models.zip "
                                    "(default: <results folder>/setup_cache)")
@@ -38,7 +40,8 @@ def main(args: argparse.Namespace) -> int:
     from . import setup_repo
 
     report = setup_repo(args.variant, args.commit, dest=args.dest, data=args.data,
-                        val_data=args.val_data, weights=args.weights, cache=args.cache,
+                        val_data=args.val_data, subjects=args.subjects, weights=args.weights,
+                        cache=args.cache,
                         local_data=args.local_data, build_from_source=args.build_from_source,
                         pypi=not args.no_pypi, time_iters=args.time_iters)
     print(" ".join(f"--backend-option {k}={v}" for k, v in report.backend_options().items()))

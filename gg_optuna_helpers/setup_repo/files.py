@@ -1,5 +1,10 @@
 """Step 4: Drive to local disk. Data folders are copied with a progress bar, files already
-there with the same size skipped; the repo's model files come from ``config_models.zip``."""
+there with the same size skipped; the repo's model files come from ``config_models.zip``.
+
+Of a data folder only the files the checkout will open are copied, found under either
+file-name scheme (fork ``subject0000.h5``, upstream ``xgaze_subject0000.h5``) at the top
+level or one folder down (``train/``); the copy keeps their place and links the name the
+checkout opens to each (the repo itself is never edited)."""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ import os
 import shutil
 import urllib.request
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -22,19 +28,52 @@ _CHUNK = 8 << 20
 
 def copy_tree(src: Path, dst: Path) -> str:
     """Copy the files under ``src`` to ``dst``; skip those already there with the same size."""
-    if not src.is_dir():
-        raise ConfigError(f"There is no folder {src}: fix the path (on Colab, Drive is under "
-                          "/content/drive/MyDrive).")
-    files = [p for p in sorted(src.rglob("*")) if p.is_file()]
-    todo = [p for p in files if not _same_size(p, dst / p.relative_to(src))]
-    size = sum(p.stat().st_size for p in todo)
-    _check_space(dst, size)
-    with tqdm(total=size, unit="B", unit_scale=True, desc=f"copy {src.name}",
-              disable=not todo) as bar:
-        for path in todo:
-            _copy_file(path, dst / path.relative_to(src), bar.update)
-    return (f"{src} -> {dst}: {len(todo)} files copied ({_size(size)}), "
-            f"{len(files) - len(todo)} already there")
+    _need_folder(src)
+    files = [p.relative_to(src) for p in sorted(src.rglob("*")) if p.is_file()]
+    todo = _todo(src, dst, files)
+    _check_space(dst, _bytes(src, todo))
+    return _copy_files(src, dst, files, todo)
+
+
+@dataclass
+class DataCopy:
+    """One data folder's copy: each file name the checkout opens -> where it is under ``src``
+    (relative), and the names found nowhere."""
+
+    src: Path
+    dst: Path
+    found: dict[str, Path]
+    missing: list[str]
+
+    @classmethod
+    def plan(cls, src: Path, dst: Path, names: dict[str, list[str]]) -> DataCopy:
+        """``names``: each name the checkout opens -> its spellings (``data.spellings``)."""
+        from ..backends.gazegaussian.data import locate
+
+        _need_folder(src)
+        return cls(src, dst, *locate(src, names))
+
+    def todo(self) -> list[Path]:
+        return _todo(self.src, self.dst, list(dict.fromkeys(self.found.values())))
+
+
+def copy_data(copies: list[DataCopy]) -> list[str]:
+    """Copy each folder's files (one free-space check for all: only what is not there yet),
+    then link the names the checkout opens; one line per folder."""
+    todo = [c.todo() for c in copies]
+    if copies:
+        _check_space(copies[0].dst, sum(_bytes(c.src, t) for c, t in zip(copies, todo)))
+    lines = []
+    for copy, pending in zip(copies, todo):
+        line = _copy_files(copy.src, copy.dst, list(dict.fromkeys(copy.found.values())), pending)
+        linked = [(name, rel) for name, rel in copy.found.items() if _link(copy.dst, name, rel)]
+        if linked:
+            line += (f"; {len(linked)} linked under the names the checkout opens "
+                     f"(e.g. {linked[0][0]} -> {linked[0][1]})")
+        if copy.missing:
+            line += f"; {len(copy.missing)} not found (e.g. {copy.missing[0]})"
+        lines.append(line)
+    return lines
 
 
 def place_model_files(root: Path, archive: Path, needed: list[str],
@@ -107,6 +146,46 @@ def fetch(url: str, archive: Path) -> None:
     os.replace(partial, archive)
 
 
+def _need_folder(src: Path) -> None:
+    if not src.is_dir():
+        raise ConfigError(f"There is no folder {src}: fix the path (on Colab, Drive is under "
+                          "/content/drive/MyDrive).")
+
+
+def _todo(src: Path, dst: Path, files: list[Path]) -> list[Path]:
+    """Of ``files`` (relative), those not at ``dst`` with the same size."""
+    return [f for f in files if not _same_size(src / f, dst / f)]
+
+
+def _bytes(src: Path, files: list[Path]) -> int:
+    return sum((src / f).stat().st_size for f in files)
+
+
+def _copy_files(src: Path, dst: Path, files: list[Path], todo: list[Path]) -> str:
+    """Copy ``todo`` (relative paths, a part of ``files``) with one progress bar."""
+    size = _bytes(src, todo)
+    dst.mkdir(parents=True, exist_ok=True)
+    with tqdm(total=size, unit="B", unit_scale=True, desc=f"copy {src.name}",
+              disable=not todo) as bar:
+        for rel in todo:
+            _copy_file(src / rel, dst / rel, bar.update)
+    return (f"{src} -> {dst}: {len(todo)} files copied ({_size(size)}), "
+            f"{len(files) - len(todo)} already there")
+
+
+def _link(dst: Path, name: str, rel: Path) -> bool:
+    """Make ``dst/name`` a relative link to ``dst/rel``; True when that is a link."""
+    link = dst / name
+    if Path(name) == rel:
+        return False
+    if not (link.is_symlink() and Path(os.readlink(link)) == rel):
+        partial = link.with_name(f".{name}.link")
+        partial.unlink(missing_ok=True)
+        partial.symlink_to(rel)
+        os.replace(partial, link)
+    return True
+
+
 def _has(dest: Path, size: int) -> bool:
     return dest.is_file() and dest.stat().st_size == size
 
@@ -124,7 +203,8 @@ def _check_space(dst: Path, size: int) -> None:
     free = shutil.disk_usage(dst).free
     if size > free:
         raise ConfigError(f"Copying {_size(size)} to {dst} needs more than the {_size(free)} "
-                          "free there: copy fewer subjects or free space.")
+                          "free there: copy fewer subjects (subjects=N; the notebooks' "
+                          "SUBJECTS) or free space.")
 
 
 def _copy_file(src: Path, dest: Path, progress: Callable[[int], object]) -> None:

@@ -20,7 +20,7 @@ import torch
 
 from ...errors import ConfigError
 from .checkout import inspect, missing_files
-from .data import data_files, split_keys
+from .data import data_files, locate, spellings, split_keys
 from ..base import STAGES
 from .options import (DATA_DEFAULTS, FEATMAP_CHANNELS, MLP_GROUPS, orthogonality_works,
                       overrides, positive_int, supported)
@@ -75,16 +75,19 @@ def check_repo(repo: str | os.PathLike, data: str | os.PathLike | None = None, *
                options: dict[str, Any] | None = None, time_iters: int = 3,
                val_data: str | os.PathLike | None = None, val_split: str = "subjects",
                dataset: str | None = None, iters_per_epoch: int = 1000, val_samples: int = 30,
-               epochs: int = 10, trials: int = 20, timeout: float = 1800.0) -> RepoReport:
+               epochs: int | None = None, trials: int | None = None,
+               timeout: float = 1800.0) -> RepoReport:
     """Check the checkout at ``repo`` (and its data) for the gazegaussian backend.
 
     ``options`` are the backend options the study's trials get (``run --backend-option``):
     their ``data``, ``val_data``, ``val_split``, ``dataset``, ``iters_per_epoch`` and
-    ``val_samples`` take the place of the keyword arguments, and the timing run uses all of
-    them (``opt.NAME`` included), so it times the trials' configuration.
+    ``val_samples`` take the place of the keyword arguments, ``subjects`` limits the training
+    files checked to that subset, and the timing run uses all of them (``opt.NAME``
+    included), so it times the trials' configuration.
     ``time_iters`` iterations of each stage are timed when everything is in place (0: skip).
-    ``iters_per_epoch``, ``val_samples``, ``epochs`` and ``trials`` size the estimate, an
-    upper bound: pruned trials stop early.
+    ``iters_per_epoch``, ``val_samples``, ``epochs`` and ``trials`` (the study's
+    ``max_epochs`` and ``n_trials``; default: a study's defaults) size the estimate, an upper
+    bound: pruned trials stop early.
     """
     options = dict(options or {})
     data = options.pop("data", None) or data
@@ -127,7 +130,8 @@ def check_repo(repo: str | os.PathLike, data: str | os.PathLike | None = None, *
     folder = Path(data or root / repo_data["img_dir"]).expanduser().resolve()
     held_out = Path(val_data or f"{folder}_test").expanduser().resolve()
     _check_data(report, root, dataset, {"train": folder,
-                                        **({"val": held_out} if val_split == "subjects" else {})})
+                                        **({"val": held_out} if val_split == "subjects" else {})},
+                options.get("subjects"))
     _check_gpu(report)
     if report.ok and time_iters > 0:
         probe = {**options, "repo": str(root), "data": str(folder), "val_data": str(held_out),
@@ -175,25 +179,41 @@ def _check_assets(report: RepoReport, root: Path) -> None:
                        " as the repo's README says and unzip it in configs/.")
 
 
-def _check_data(report: RepoReport, root: Path, dataset: str, folders: dict[str, Path]) -> None:
+def _check_data(report: RepoReport, root: Path, dataset: str, folders: dict[str, Path],
+                subjects: Any) -> None:
     try:
-        split_keys(root, dataset)
+        keys = split_keys(root, dataset)
+        files = {split: data_files(root, folder, dataset, split, subjects)
+                 for split, folder in folders.items()}
     except ConfigError as e:
         report.add("problem", "data", str(e))
         return
     for split, folder in folders.items():
-        files = data_files(root, folder, dataset, split)
-        missing = [p for p in files if not p.is_file()]
+        missing = [p for p in files[split] if not p.is_file()]
         name = "training" if split == "train" else "held-out (val)"
-        fix = "--data" if split == "train" else "--backend-option val_data=, or val_split=frames"
-        if not files:
+        of = (f" (subjects: {len(files[split])} of {len(keys['train'])})"
+              if split == "train" and subjects is not None else "")
+        if not files[split]:
             report.add("problem", "data", f"the {dataset} split list has no {split} subjects.")
         elif missing:
-            report.add("problem", "data", f"{len(missing)} of {len(files)} {name} files are "
-                       f"missing from {folder} (first: {missing[0].name}): download them as the "
-                       f"repo's README says, or pass {fix}.")
+            report.add("problem", "data", f"{len(missing)} of {len(files[split])} {name} files "
+                       f"are missing from {folder} (first: {missing[0].name}): "
+                       f"{_data_fix(root, folder, dataset, split, subjects)}.")
         else:
-            report.add("ok", "data", f"{len(files)} {name} files in {folder}.")
+            report.add("ok", "data", f"{len(files[split])} {name} files in {folder}{of}.")
+
+
+def _data_fix(root: Path, folder: Path, dataset: str, split: str, subjects: Any) -> str:
+    """How to fix missing data files: where they are under other names, or what to pass."""
+    found = {}
+    if folder.is_dir():
+        found, _ = locate(folder, spellings(root, dataset, split, subjects))
+    moved = next(((name, rel) for name, rel in found.items() if str(rel) != name), None)
+    if moved:
+        return (f"they are there as {moved[1]} (another file-name scheme or one folder "
+                f"down), which setup-repo links to {moved[0]} in its local copy")
+    fix = "--data" if split == "train" else "--backend-option val_data=, or val_split=frames"
+    return f"download them as the repo's README says, or pass {fix}"
 
 
 def _check_gpu(report: RepoReport) -> None:
@@ -232,8 +252,11 @@ def _time(report: RepoReport, options: dict[str, Any], iters: int, timeout: floa
         report.add("problem", "timing", f"the {result['stage']} stage failed: {result['error']}")
 
 
-def _estimate(report: RepoReport, iters_per_epoch: int, val_samples: int, epochs: int,
-              trials: int) -> None:
+def _estimate(report: RepoReport, iters_per_epoch: int, val_samples: int, epochs: int | None,
+              trials: int | None) -> None:
+    from ...config import StudyConfig  # a study's defaults: what the notebooks and `run` use
+
+    epochs, trials = epochs or StudyConfig.max_epochs, trials or StudyConfig.n_trials
     for stage, s in report.seconds.items():
         epoch = iters_per_epoch * s["per_iter"] + val_samples * s["per_val_sample"]
         report.hours_per_trial[stage] = epochs * epoch / 3600

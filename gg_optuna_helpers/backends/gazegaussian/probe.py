@@ -4,6 +4,11 @@ Run by :func:`.check.check_repo` in a child process. Builds each stage's trainer
 checkout's defaults, exactly as a trial does, trains 1 warm-up and N timed iterations,
 validates, and prints one ``GG_PROBE_RESULT {json}`` line. The MeshHead state it trained feeds
 the GazeGaussian stage, so the stage coupling is exercised too.
+
+The fork's GazeGaussian trainer adds intermediate-gaze passes to every
+``intermediate_gaze_freq``-th iteration of a loader (``batch_index % freq == 0``: 1 in 5 by
+default), starting with the first; the timed iterations are whole such cycles, so their mean
+has the trials' ratio (3 timed iterations held one such pass: 1 in 3).
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -35,7 +41,7 @@ def main(spec_path: str) -> int:
             ctx.trial_dir.mkdir(parents=True, exist_ok=True)
             trainer = BACKEND.make_trainer(ctx)
             trainer.train_epoch(1)  # warm-up: first-call allocation, kernel selection
-            trainer.iters = int(spec["iters"])
+            trainer.iters = timed_iters(trainer.opt, int(spec["iters"]))
             start = time.perf_counter()
             trainer.train_epoch(2)
             middle = time.perf_counter()
@@ -53,6 +59,14 @@ def main(spec_path: str) -> int:
         return 1
     print(PROBE_MARKER + json.dumps({"seconds": seconds}), flush=True)
     return 0
+
+
+def timed_iters(opt: Any, iters: int) -> int:
+    """``iters`` rounded up to whole cycles of the repo's intermediate-gaze iterations."""
+    freq = int(getattr(opt, "intermediate_gaze_freq", 1) or 1)
+    if not getattr(opt, "use_intermediate_gaze_training", False) or freq <= 1:
+        return iters
+    return -(-iters // freq) * freq
 
 
 if __name__ == "__main__":

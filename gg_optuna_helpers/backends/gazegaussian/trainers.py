@@ -26,7 +26,8 @@ from ..base import TrainerContext
 from .._images import image_grid, write_png
 from .checkout import Checkout, enter
 from .coupling import load_meshhead, meshhead_options
-from .data import TrainStream, data_files, fixed_random, split_keys, validation_set
+from .data import (TrainStream, data_files, fixed_random, split_keys, split_subjects,
+                   train_set, validation_set)
 from .options import DATA_DEFAULTS, REPO_OPTIONS, configure, positive_int
 from .repairs import repair_checkout
 from .state import compact, expand, rng_state, set_rng_state
@@ -72,7 +73,8 @@ class RepoTrial:
         data = Path(options.get("data") or checkout.root / repo["img_dir"]).expanduser().resolve()
         val_data = Path(options.get("val_data") or f"{data}_test").expanduser().resolve()
         dataset = options.get("dataset", repo["dataset_name"])
-        self._check_data(data, val_data, dataset, options.get("val_split", "subjects"))
+        keys = split_subjects(checkout.root, dataset, "train", options.get("subjects"))
+        self._check_data(data, val_data, dataset, options.get("val_split", "subjects"), keys)
         if not Path(ctx.trial_dir).is_absolute() and Path.cwd().resolve() != checkout.root:
             raise ConfigError(f"The trial folder {ctx.trial_dir} must be an absolute path: the "
                               "gazegaussian backend changes into the repo folder.")
@@ -90,9 +92,8 @@ class RepoTrial:
         self.opt.logdir = str(Path(ctx.trial_dir).resolve() / "work_dirs")
         self.opt.load_meshhead_checkpoint = ""
 
-        train = self.eth_xgaze.get_train_loader(
-            self.opt, data_dir=str(data), batch_size=1, dataset_name=dataset, num_workers=0,
-            is_shuffle=False, evaluate=None).dataset
+        train = train_set(self.eth_xgaze, self.opt, data, dataset, keys)
+        print(f"Training on {len(keys)} subjects in {data}: {' '.join(keys)}", flush=True)
         subjects = len(split_keys(checkout.root, dataset).get("val", []))
         self.val, held = validation_set(self.eth_xgaze, self.opt, train, options, val_data, subjects)
         self.stream = TrainStream(train, seed=ctx.seed, num_workers=self.opt.num_workers,
@@ -106,10 +107,11 @@ class RepoTrial:
         self.samples: list[tuple[torch.Tensor, torch.Tensor]] = []
         record_options(Path(ctx.trial_dir), self.opt, checkout.options(self.stage))
 
-    def _check_data(self, data: Path, val_data: Path, dataset: str, val_split: str) -> None:
+    def _check_data(self, data: Path, val_data: Path, dataset: str, val_split: str,
+                    keys: list[str]) -> None:
         needed = {"train": data, **({"val": val_data} if val_split == "subjects" else {})}
         for split, folder in needed.items():
-            missing = [p for p in data_files(self.checkout.root, folder, dataset, split)
+            missing = [p for p in data_files(self.checkout.root, folder, dataset, split, keys)
                        if not p.is_file()]
             if missing:
                 option = "data" if split == "train" else "val_data"
