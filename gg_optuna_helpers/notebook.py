@@ -103,11 +103,13 @@ def notebook_config(stage: str, *, results: str | os.PathLike,
 def setup_backend(backend: str, options: dict[str, Any], *, variant: str, commit: str = "",
                   weights: str = "", build_from_source: bool = False,
                   max_epochs: int = StudyConfig.max_epochs,
-                  n_trials: int = StudyConfig.n_trials) -> dict[str, Any]:
+                  n_trials: int = StudyConfig.n_trials,
+                  results: str | os.PathLike = "") -> dict[str, Any]:
     """The real backend's set-up (``setup_repo``: clone at ``options["repo"]``, build or reuse
     the cached wheels, copy the data files the checkout opens (``subjects`` of them) and
     weights to local disk, check-repo with ``options`` and the study's ``max_epochs`` and
-    ``n_trials``); returns ``options`` pointing at the local copies, for the study. Nothing
+    ``n_trials``); returns ``options`` pointing at the local copies, for the study. The wheels
+    are cached in ``<results>/setup_cache`` (the results folder the notebook opened). Nothing
     happens for ``mini``."""
     if backend != "gazegaussian":
         return dict(options)
@@ -118,7 +120,8 @@ def setup_backend(backend: str, options: dict[str, Any], *, variant: str, commit
                         data=options.get("data"), val_data=options.get("val_data"),
                         subjects=options.get("subjects"), options=rest, epochs=max_epochs,
                         trials=n_trials, weights=weights or None,
-                        build_from_source=build_from_source)
+                        build_from_source=build_from_source,
+                        cache=Path(results) / "setup_cache" if str(results) else None)
     if not report.ready:
         raise ConfigError(report.summary)
     return {**options, **report.backend_options()}

@@ -320,6 +320,7 @@ def test_the_form_reaches_the_real_backend_in_01_and_02(tmp_path):
     assert all("READY: fork checkout" in out for out in setup)
     assert "(1 epochs of 1 iterations + 2 validation samples)" in setup[0]  # MAX_EPOCHS, and
     assert "study of 1 trials" in setup[0]  # N_TRIALS reach the estimate
+    assert list((results / "setup_cache/wheels").iterdir())  # the wheels: in RESULTS_DIR
     assert sorted(p.name for p in (local / "ETH-XGaze/train").iterdir()) == [
         f"xgaze_{k}" for k in subset]
     for stage in ("meshhead", "gazegaussian"):
