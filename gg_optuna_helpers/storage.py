@@ -16,6 +16,7 @@ the latter is Optuna's distributed mode for several machines.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import logging
@@ -372,6 +373,7 @@ def _move_out(source: Path, study: str, live: Path) -> None:
 
 def _restore(durable: Path, live: Path, study: str, fresh: bool) -> tuple | None:
     """Make the live copy the better of the two; returns the snapshot's stamp if it is sound."""
+    _roll_back(live)
     if not durable.exists():
         _without_snapshot(durable, live, study, fresh)
         return None
@@ -395,6 +397,21 @@ def _restore(durable: Path, live: Path, study: str, fresh: bool) -> tuple | None
     log.info("Restoring the study database from its snapshot %s.", durable)
     copy_sqlite(durable, live)
     return _stamp(durable)
+
+
+def _roll_back(live: Path) -> None:
+    """Undo the write a killed process left half-done in the live copy (a hot journal), which
+    a read-only look cannot do: the copy would be taken for damaged and set aside. Its time
+    stays that of its last write, so that it does not look newer than it is."""
+    if not live.exists() or not live.with_name(f"{live.name}-journal").exists():
+        return
+    stat = live.stat()
+    try:
+        with contextlib.closing(sqlite3.connect(live, timeout=30)) as db:
+            db.execute("select count(*) from sqlite_master").fetchone()  # rolls it back
+    except sqlite3.Error:
+        return  # damaged indeed: contents() says how
+    os.utime(live, ns=(stat.st_atime_ns, stat.st_mtime_ns))
 
 
 def _without_snapshot(durable: Path, live: Path, study: str, fresh: bool) -> None:

@@ -478,3 +478,36 @@ def test_a_deleted_results_folder_is_said_and_fresh_starts_over_keeping_the_live
                     f"'mini_meshhead', so it resumes: to start it over, move the folder "
                     f"{drive / 'mini_meshhead'} away first.")
     assert _finished(drive / "mini_meshhead" / "optuna.db") == 2
+
+
+HALF_WRITE = """
+import os, signal, sqlite3, sys
+db = sqlite3.connect(sys.argv[1], isolation_level=None)
+db.execute("pragma cache_size = 2")  # the write spills into the file before its commit
+db.execute("begin")
+db.execute("update trial_values set value = -1")
+db.execute("insert into study_user_attributes (study_id, key, value_json) "
+           "select study_id, 'pad', printf('%.*c', 100000, 'x') from studies")
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_a_write_cut_by_a_kill_is_rolled_back_not_taken_for_a_damaged_copy(tmp_path):
+    """A kill mid-commit leaves a hot journal beside the live copy; a read-only look cannot
+    roll it back ("attempt to write a readonly database"), so the live copy was set aside as
+    damaged and the older snapshot restored over it (test_torture met it)."""
+    s = _open(tmp_path)
+    _finish(s, "a", 20)
+    _close(s)
+    subprocess.run([sys.executable, "-c", HALF_WRITE, str(s.live)], check=False)
+    journal = s.live.with_name("optuna.db-journal")
+    assert journal.exists() and journal.stat().st_size > 0
+    os.utime(s.durable, (time.time() - 60,) * 2)  # the snapshot is older than the live copy
+    when = s.live.stat().st_mtime_ns
+    again = open_storage(tmp_path / "drive", study_name="a")
+    assert not list(s.live.parent.glob("optuna.db.set-aside-*")) and not journal.exists()
+    study = optuna.load_study(study_name="a", storage=again.rdb)
+    assert len(study.trials) == 20 and min(t.value for t in study.trials) >= 0
+    assert "pad" not in study.user_attrs
+    _close(again)
+    assert s.live.stat().st_mtime_ns == when  # it does not look newer than it is
