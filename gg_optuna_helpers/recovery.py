@@ -64,7 +64,7 @@ def _requeue_found(study: optuna.Study, rdb: RDBStorage, found: list[FrozenTrial
         _fail_and_requeue(study, rdb, trial._trial_id)
     retry = rdb.get_heartbeat_stale_trial_callback()
     retried = retried_numbers(study.get_trials(deepcopy=False))
-    unqueued = [t for t in found if t.state == TrialState.FAIL and Failure.of(t) == Failure.DISCONNECTED
+    unqueued = [t for t in found if Failure.of(t) == Failure.DISCONNECTED  # FAIL, no reason
                 and t.number not in retried and not retry.gives_up(t)]
     for trial in unqueued:  # a kill fell between failing it and queuing its retry
         retry(study, trial)

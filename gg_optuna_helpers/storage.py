@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import hashlib
+import json
 import logging
 import os
 import sqlite3
@@ -37,6 +38,8 @@ from .errors import ConfigError, StudyNotFound
 from .layout import (DB_NAME, DEFAULT_FOLDER, LEASE_NAME, check_study_name, is_place, is_url,
                      legacy_db, study_db, study_names)
 from .lease import LEASE_TIMEOUT, Lease, LiveUsers
+from .protocol import METRICS
+from .records import TrialAttr
 from .sqlite_files import contents, copy_sqlite, covers, keep_only, read_only_url, set_aside
 
 log = logging.getLogger("gg_optuna_helpers")
@@ -343,8 +346,11 @@ def _open_to_write(folder: Path, study: str, base: Path, beat: tuple, snapshot_e
     try:
         live.parent.mkdir(parents=True, exist_ok=True)
         with users.joining() as alone:  # not alone: another worker here writes the live copy
-            written = _restore(durable, live, study, fresh) if alone else _shared(
-                durable, live, study, fresh)
+            if not alone and fresh and not durable.exists():
+                raise ConfigError(f"Another process on this machine runs study {study!r} from "
+                                  f"its live copy {live}, so fresh=True cannot set it aside: "
+                                  "stop that process first.")
+            written = _restore(durable, live, study, fresh) if alone else None  # it is newest
             rdb = _rdb(f"sqlite:///{live}", beat)
             found = _trials_of(rdb, study) if alone else None
     except BaseException:
@@ -437,15 +443,6 @@ def _without_snapshot(durable: Path, live: Path, study: str, fresh: bool) -> Non
 def _fresh_ignored(durable: Path, study: str) -> None:
     log.warning("fresh=True, but %s holds study %r, so it resumes: to start it over, move the "
                 "folder %s away first.", durable, study, durable.parent)
-
-
-def _shared(durable: Path, live: Path, study: str, fresh: bool) -> None:
-    """Another process here runs the study from the live copy: it is the newest; keep it."""
-    if fresh and not durable.exists():
-        raise ConfigError(f"Another process on this machine runs study {study!r} from its live "
-                          f"copy {live}, so fresh=True cannot set it aside: stop that process "
-                          "first.")
-    return None
 
 
 def _readable(durable: Path, base: Path, study: str | None) -> tuple[Path, dict] | None:
@@ -555,8 +552,8 @@ class ResumeRetry(RetryHeartbeatStaleTrialCallback):
         return self._stalled(trial)[1] > self.max_retry_stalled
 
     def _stalled(self, trial: FrozenTrial) -> tuple[int, int]:
-        """(epochs reported, retries in a row without a new epoch if ``trial`` is retried)."""
-        epochs, attrs = len(trial.intermediate_values), trial.system_attrs
+        """(epochs done, retries in a row without a new epoch if ``trial`` is retried)."""
+        epochs, attrs = _epochs_done(trial), trial.system_attrs
         return epochs, (0 if epochs > attrs.get(RETRY_EPOCHS, 0)
                         else attrs.get(RETRY_STALLED, 0) + 1)
 
@@ -571,6 +568,22 @@ class ResumeRetry(RetryHeartbeatStaleTrialCallback):
         trial = copy.deepcopy(trial)
         trial.system_attrs = {**attrs, RETRY_EPOCHS: epochs, RETRY_STALLED: stalled}
         super().__call__(study, trial)
+
+
+def _epochs_done(trial: FrozenTrial) -> int:
+    """The last epoch a trial's chain finished: reported, or recorded in its folder's metrics
+    (a new VM's snapshot may predate the epochs its checkpoint holds)."""
+    done = max(trial.intermediate_values, default=0)
+    folder = trial.user_attrs.get(TrialAttr.TRIAL_DIR.value)
+    try:
+        lines = (Path(folder) / METRICS).read_text().splitlines() if folder else []
+    except OSError:
+        lines = []
+    for line in lines:
+        if '"event": "epoch"' in line:
+            with contextlib.suppress(ValueError, KeyError, TypeError):
+                done = max(done, int(json.loads(line)["epoch"]))
+    return done
 
 
 def _creation_race(e: Exception) -> bool:

@@ -340,7 +340,8 @@ HERE_TOO = """
 import sys, time, optuna
 from gg_optuna_helpers import open_storage
 s = open_storage(sys.argv[1], study_name="a", local_dir=sys.argv[2], heartbeat_interval=1)
-trial = optuna.load_study(study_name="a", storage=s.rdb).ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+study = optuna.load_study(study_name="a", storage=s.rdb)
+trial = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
 print(s.trials_alone is None, flush=True)
 while True:
     s.rdb.record_heartbeat(trial._trial_id)
@@ -363,6 +364,11 @@ def test_another_live_process_here_keeps_its_trial_and_a_killed_one_counts_for_n
         recover_dead_trials(optuna.load_study(study_name="a", storage=second.rdb), second)
         assert _states(second) == [(0, "RUNNING", None)]  # alive: it beats
         _close(second)
+        second.durable.unlink()  # the folder lost the study; the live copy is in use here
+        with pytest.raises(ConfigError, match=r"^Another process on this machine runs study 'a' "
+                           r"from its live copy .*, so fresh=True cannot set it aside: stop "
+                           r"that process first\.$"):
+            open_storage(tmp_path / "drive", study_name="a", fresh=True)
     finally:
         worker.kill()
         worker.wait()
@@ -511,3 +517,24 @@ def test_a_write_cut_by_a_kill_is_rolled_back_not_taken_for_a_damaged_copy(tmp_p
     assert "pad" not in study.user_attrs
     _close(again)
     assert s.live.stat().st_mtime_ns == when  # it does not look newer than it is
+
+
+def test_progress_a_new_vms_snapshot_missed_counts_from_the_trial_folder(tmp_path):
+    """On a new VM the snapshot may predate the epochs a trial reported (snapshots come at a
+    trial's start and every 60 s), but its folder's metrics have them: that is progress."""
+    from gg_optuna_helpers.protocol import append_event
+
+    s = open_storage(f"sqlite:///{tmp_path / 'x.db'}", heartbeat_interval=1, max_retry=3)
+    study = optuna.create_study(study_name="a", storage=s.rdb)
+    retry = s.rdb.get_heartbeat_stale_trial_callback()
+    folder = tmp_path / "trial_0000"
+    folder.mkdir()
+    trial = study.ask({"x": _X})
+    trial.set_user_attr("trial_dir", str(folder))
+    for epoch in range(1, 7):  # no report reaches the study, each attempt adds an epoch
+        append_event(folder, event="epoch", epoch=epoch, value=0.5)
+        s.rdb.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
+        retry(study, study.get_trials()[-1])
+        trial = study.ask()
+    assert study.get_trials()[-1].system_attrs["retry_epochs"] == 6
+    assert study.get_trials()[-1].system_attrs["retry_stalled"] == 0

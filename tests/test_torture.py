@@ -25,7 +25,7 @@ seeded random moment within its phase:
   progress), else lets it go on to the next copy;
 - ``trial_end``: 0-0.6 s after a trial's worker wrote its ``end`` line (its tell, the snapshot
   after it, the next trial's start);
-- ``random``: 0-6 s after the command started.
+- ``random``: 0-10 s after the command started.
 
 The interleaving guarantees progress: the first trial a run starts is the retry of the one the
 last kill stopped, so an ``epoch`` run always trains that chain at least one new epoch (a chain
@@ -256,7 +256,8 @@ class Runner:
         dead = rows_at_rest(restored, NO_HEARTBEAT)  # left by the run before: not this run's
         self.start()
         try:
-            return getattr(self, f"_{kill.phase}")(kill, before=before, dead=dead)
+            where = getattr(self, f"_{kill.phase}")(kill, before=before, dead=dead)
+            return f"{where}, at {time.monotonic() - self.began:.1f} s"
         except Finished:
             return None
         finally:
@@ -287,7 +288,7 @@ class Runner:
         return self.kill_after(0.2 + 2.8 * kill.u, "during start-up")
 
     def _random(self, kill: Kill, **_) -> str:
-        return self.kill_after(6.0 * kill.u, "at a random moment")
+        return self.kill_after(10.0 * kill.u, "at a random moment")
 
     def _trial_end(self, kill: Kill, **_) -> str:
         ended = progress(self.results)[1]
@@ -418,53 +419,71 @@ def check_trials(runner: Runner, observations: list[Observation], n: int, epochs
         assert t.user_attrs["epochs"] == epochs - last_start["start_epoch"] + 1
 
 
-def check_epochs(observations: list[Observation], *, new_vm: bool, n: int,
-                 epochs: int) -> tuple[int, int, int, list[str]]:
-    """(epochs checkpointed, epochs begun, bound on the waste, where each kill landed), with
-    the module docstring's assertions on every attempt."""
-    checkpointed = begun = allowed = 0
-    phases, finished = [], Counter()
-    previous = Observation("none", {}, {})
+@dataclass
+class Tally:
+    """Epochs over every attempt, and where each kill landed."""
+
+    checkpointed: int = 0
+    begun: int = 0  # checkpointed + those in flight at a kill
+    allowed: int = 0  # the bound on the waste
+    phases: list[str] = field(default_factory=list)
+    finished: Counter = field(default_factory=Counter)  # (folder, epoch): lines not replayed
+
+
+def check_attempt(tally: Tally, i: int, name: str, previous: Observation, obs: Observation, *,
+                  new_vm: bool, epochs: int) -> str | None:
+    """The docstring's assertions on run ``i``'s attempt in folder ``name``; what it did."""
+    reused, new = run_events(previous.metrics.get(name, ""), obs.metrics[name])
+    starts = [e for e in new if e["event"] == "start"]
+    assert len(starts) <= 1, (i, name, starts)  # one attempt per folder and run
+    if reused:
+        # only a trial the snapshot did not know may start over, in its old folder
+        assert new_vm, f"{name} was wiped on the local path (run {i})"
+        assert int(name.removeprefix("trial_")) not in previous.snapshot_knows
+        for e in range(1, epochs + 1):  # its lines before are of a lost attempt
+            tally.finished[(name, e)] = 0
+    if not starts:
+        return None
+    start, c = starts[0]["start_epoch"], obs.checkpoint[name]
+    expected = 1 if reused else previous.checkpoint.get(name, 0) + 1
+    assert start == expected, f"run {i}: {name} started at {start}, not {expected}"
+    trained = [e["epoch"] for e in new if e["event"] == "epoch" and not e.get("replayed")]
+    # the metrics agree with the checkpoint (the last line may die with its epoch)
+    assert trained in (list(range(start, c + 1)), list(range(start, c))), (i, name)
+    for e in trained:
+        tally.finished[(name, e)] += 1
+    killed = obs.kill != "finished"
+    in_flight = killed and not any(e["event"] == "end" for e in new) and c < epochs
+    tally.checkpointed += c - start + 1
+    tally.begun += c - start + 1 + in_flight
+    return f"{name} in epoch {c + 1}" if in_flight else f"{name} from {start}"
+
+
+def allowed_waste(obs: Observation, *, new_vm: bool, epochs: int) -> int:
+    """The epoch in flight, plus (new VM) what the snapshot did not know yet."""
+    if not new_vm:
+        return 1
+    unknown = [n for n in obs.checkpoint if int(n.removeprefix("trial_")) not in obs.snapshot_knows]
+    assert len(unknown) <= 1, unknown  # a snapshot at every trial's start
+    lost = sum(obs.checkpoint[n] for n in unknown)
+    assert lost <= epochs
+    return 1 + lost
+
+
+def check_epochs(observations: list[Observation], *, new_vm: bool, epochs: int) -> Tally:
+    tally, previous = Tally(), Observation("none", {}, {})
     for i, obs in enumerate(observations, start=1):
-        killed, lines = obs.kill != "finished", []
-        for name, text in obs.metrics.items():
-            reused, new = run_events(previous.metrics.get(name, ""), text)
-            starts = [e for e in new if e["event"] == "start"]
-            assert len(starts) <= 1, (i, name, starts)  # one attempt per folder and run
-            if reused:
-                # only a trial the snapshot did not know may start over, in its old folder
-                assert new_vm, f"{name} was wiped on the local path (run {i})"
-                assert int(name.removeprefix("trial_")) not in previous.snapshot_knows
-                for e in range(1, epochs + 1):  # its lines before are of a lost attempt
-                    finished[(name, e)] = 0
-            if not starts:
-                continue
-            start, c = starts[0]["start_epoch"], obs.checkpoint[name]
-            expected = 1 if reused else previous.checkpoint.get(name, 0) + 1
-            assert start == expected, f"run {i}: {name} started at {start}, not {expected}"
-            trained = [e["epoch"] for e in new if e["event"] == "epoch" and not e.get("replayed")]
-            # the metrics agree with the checkpoint (the last line may die with its epoch)
-            assert trained in (list(range(start, c + 1)), list(range(start, c))), (i, name)
-            for e in trained:
-                finished[(name, e)] += 1
-            in_flight = killed and not any(e["event"] == "end" for e in new) and c < epochs
-            checkpointed += c - start + 1
-            begun += c - start + 1 + in_flight
-            lines.append(f"{name} in epoch {c + 1}" if in_flight else f"{name} from {start}")
-        phases.append(f"kill {i} ({obs.kill}): {', '.join(lines) or 'no worker'}")
-        if killed:
-            lost = 0
-            if new_vm:
-                unknown = [n for n in obs.checkpoint
-                           if int(n.removeprefix("trial_")) not in obs.snapshot_knows]
-                assert len(unknown) <= 1, unknown  # a snapshot at every trial's start
-                lost = sum(obs.checkpoint[n] for n in unknown)
-                assert lost <= epochs
-            allowed += 1 + lost
+        did = [check_attempt(tally, i, name, previous, obs, new_vm=new_vm, epochs=epochs)
+               for name in obs.metrics]
+        if obs.kill != "finished":
+            tally.phases.append(f"kill {i} ({obs.kill}): "
+                                f"{', '.join(d for d in did if d) or 'no worker'}")
+            tally.allowed += allowed_waste(obs, new_vm=new_vm, epochs=epochs)
         previous = obs
     # no epoch line written twice: an epoch once reported is never trained again
-    assert max(finished.values(), default=0) <= 1, [k for k, v in finished.items() if v > 1]
-    return checkpointed, begun, allowed, phases[:-1]
+    assert max(tally.finished.values(), default=0) <= 1, [
+        k for k, v in tally.finished.items() if v > 1]
+    return tally
 
 
 def check_study(result: tuple, *, new_vm: bool, seed: int, trials: int, epochs: int,
@@ -475,20 +494,19 @@ def check_study(result: tuple, *, new_vm: bool, seed: int, trials: int, epochs: 
     for error in DB_ERRORS:
         assert error not in output, output[-3000:]
     check_trials(runner, observations, trials, epochs)
-    checkpointed, begun, allowed, phases = check_epochs(observations, new_vm=new_vm, n=trials,
-                                                        epochs=epochs)
-    waste = begun - trials * epochs
-    print(f"\n{'new VM' if new_vm else 'local'}: {kills} kills in {seconds:.0f} s, {begun} "
-          f"epochs begun for {trials * epochs} needed: waste {waste} <= bound {allowed}\n  "
-          + "\n  ".join(phases))
-    assert len(phases) == kills and 0 <= waste <= allowed
+    tally = check_epochs(observations, new_vm=new_vm, epochs=epochs)
+    waste = tally.begun - trials * epochs
+    print(f"\n{'new VM' if new_vm else 'local'}: {kills} kills in {seconds:.0f} s, {tally.begun} "
+          f"epochs begun for {trials * epochs} needed: waste {waste} <= bound {tally.allowed}\n  "
+          + "\n  ".join(tally.phases))
+    assert len(tally.phases) == kills and 0 <= waste <= tally.allowed
     if not new_vm:
-        assert checkpointed == trials * epochs  # 0 retrained epochs
-        assert allowed == kills  # so at most the one epoch in flight per kill
-    landed = " ".join(phases)
+        # 0 retrained epochs; the waste is the epochs in flight: at most one per kill
+        assert tally.checkpointed == trials * epochs
+    landed = " ".join(tally.phases)
     for phase in PHASES + ("epoch",):
         assert f"({phase}:" in landed, phase
-    assert any(" in epoch " in p for p in phases)  # some kills fell mid-epoch
+    assert " in epoch " in landed  # some kills fell mid-epoch
 
 
 def test_the_kill_plan_is_seeded_and_spread_over_every_phase():
