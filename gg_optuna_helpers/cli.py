@@ -83,6 +83,9 @@ def _study_args(p: argparse.ArgumentParser) -> None:
                    help="start each trial's process only when the trial starts (default: the "
                         "next one is started and warmed while the current one trains)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--fresh", action="store_true",
+                   help="start over a study whose folder was deleted: this machine's live copy "
+                        "of it is set aside (renamed), not resumed (default: resumed, said so)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -158,7 +161,7 @@ def _config(args: argparse.Namespace, stage: str) -> StudyConfig:
         meshhead_study=getattr(args, "meshhead_study", None),
         change_meshhead=getattr(args, "change_meshhead", False),
         heartbeat_interval=args.heartbeat_interval, show_progress_bar=not args.quiet,
-        warm_worker=not args.no_warm_worker)
+        warm_worker=not args.no_warm_worker, fresh=args.fresh)
 
 
 def cmd_run(args: argparse.Namespace) -> int:

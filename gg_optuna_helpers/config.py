@@ -43,6 +43,7 @@ class StudyConfig:
     change_meshhead: bool = False  # allow a MeshHead other than the one the study recorded
     heartbeat_interval: int = 10
     local_dir: str | None = None
+    fresh: bool = False  # the results folder has no copy of the study: set the live copy aside
     show_progress_bar: bool = True
     max_failures_in_a_row: int = 5
     warm_worker: bool = True  # start the next trial's process while the current one trains

@@ -5,11 +5,16 @@ the live SQLite file, so they share the lease too. The holder rewrites ``<study>
 every ``timeout / 4`` seconds from a daemon thread. A lease silent for ``timeout`` seconds, or
 whose process is gone (same host), is taken over. A holder that finds its lease taken stops
 writing snapshots. Several machines on one study: a PostgreSQL URL (docs/workers.md).
+
+:class:`LiveUsers` tells a process opening a live copy whether it is the only live process of
+this runtime using it; then no trial in that copy can be alive, whatever its heartbeat says.
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
+import fcntl
 import json
 import logging
 import os
@@ -18,6 +23,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 from .errors import ConfigError
 
@@ -52,13 +58,6 @@ class Lease:
             raise ConfigError(self._refusal(self.holder() or {}))
         threading.Thread(target=self._keep, daemon=True, name=f"lease-{self.study}").start()
         atexit.register(self.release)
-
-    def in_use_here(self) -> bool:
-        """True while another live process of this runtime holds the lease: a second worker on
-        this machine, which shares its live copy (so that copy must not be restored over)."""
-        holder = self.holder() or {}
-        return (self._ours(holder) and holder.get("pid") != os.getpid()
-                and _alive(holder.get("pid")))
 
     def holder(self) -> dict | None:
         try:
@@ -121,6 +120,51 @@ class Lease:
                 "PostgreSQL database (docs/workers.md).")
 
 
+class LiveUsers:
+    """The processes of this runtime that use one live copy (the folder ``where``).
+
+    Each holds a shared ``flock`` on ``users.lock`` for its life: the kernel drops it when the
+    process ends, even by SIGKILL, so a dead process is never counted. A process joins under an
+    exclusive ``flock`` on ``gate.lock``, so no other one joins while it decides (and restores
+    the copy).
+    """
+
+    def __init__(self, where: Path) -> None:
+        self.where = where
+        self._fd: int | None = None
+
+    @contextlib.contextmanager
+    def joining(self) -> Iterator[bool]:
+        """Join; yields True when no other live process uses the copy (nobody joins meanwhile)."""
+        gate = _lock_file(self.where / "gate.lock")
+        try:
+            fcntl.flock(gate, fcntl.LOCK_EX)  # held for the open only: a few seconds at most
+            self._fd = _lock_file(self.where / "users.lock")
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                alone = True
+            except BlockingIOError:
+                alone = False
+            try:
+                yield alone
+            finally:
+                fcntl.flock(self._fd, fcntl.LOCK_SH)
+        except BaseException:
+            self.leave()
+            raise
+        finally:
+            os.close(gate)
+
+    def leave(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+def _lock_file(path: Path) -> int:
+    return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+
+
 def _alive(pid: object) -> bool:
     try:
         os.kill(int(pid), 0)
@@ -131,4 +175,4 @@ def _alive(pid: object) -> bool:
     return True
 
 
-__all__ = ["LEASE_TIMEOUT", "Lease"]
+__all__ = ["LEASE_TIMEOUT", "Lease", "LiveUsers"]

@@ -16,7 +16,10 @@ the latter is Optuna's distributed mode for several machines.
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import hashlib
+import json
 import logging
 import os
 import sqlite3
@@ -32,11 +35,14 @@ import sqlalchemy.exc
 import sqlalchemy.pool
 from optuna.exceptions import ExperimentalWarning
 from optuna.storages import BaseStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.trial import FrozenTrial
 
 from .errors import ConfigError, StudyNotFound
 from .layout import (DB_NAME, DEFAULT_FOLDER, LEASE_NAME, check_study_name, is_place, is_url,
                      legacy_db, study_db, study_names)
-from .lease import LEASE_TIMEOUT, Lease
+from .lease import LEASE_TIMEOUT, Lease, LiveUsers
+from .protocol import METRICS
+from .records import TrialAttr
 from .sqlite_files import contents, copy_sqlite, covers, keep_only, read_only_url, set_aside
 
 log = logging.getLogger("gg_optuna_helpers")
@@ -44,6 +50,7 @@ log = logging.getLogger("gg_optuna_helpers")
 SERVER_DRIVERS = {"postgresql": "pip install 'psycopg[binary]' (PostgreSQL)",
                   "mysql": "pip install PyMySQL and write the URL as mysql+pymysql://..."}
 CREATE_ATTEMPTS = 5
+RETRY_EPOCHS, RETRY_STALLED = "retry_epochs", "retry_stalled"  # system attrs of a retried trial
 
 
 @dataclass
@@ -51,7 +58,10 @@ class StudyStorage:
     """An opened storage: ``rdb`` for Optuna, plus the snapshot machinery for a folder.
 
     ``read_only``: opened to read (nothing is written, no lease). ``study_name``: the study this
-    folder storage was opened for (None: all studies, read-only).
+    folder storage was opened for (None: all studies, read-only). ``trials_alone``: the study's
+    trials as this process found them when it opened the study holding its lease, the only
+    live process of this runtime on its live copy: none of them was running anywhere then
+    (None: not known so; another process here, or a database URL).
     """
 
     rdb: BaseStorage
@@ -64,6 +74,8 @@ class StudyStorage:
     read_only: bool = False
     local_dir: Path | None = None
     lease: Lease | None = None
+    users: LiveUsers | None = None
+    trials_alone: list[FrozenTrial] | None = None
     _last_snapshot: float = field(default=0.0, repr=False)
     _written: tuple | None = field(default=None, repr=False)
 
@@ -113,6 +125,8 @@ class StudyStorage:
 
     def close(self) -> None:
         """Release the study's lease (the last snapshot is the caller's)."""
+        if self.users is not None:
+            self.users.leave()
         if self.lease is not None:
             self.lease.release()
 
@@ -133,6 +147,7 @@ def open_storage(
     max_retry: int = 3,
     snapshot_every: float = 60.0,
     lease_timeout: float = LEASE_TIMEOUT,
+    fresh: bool = False,
 ) -> StudyStorage:
     """Open ``where``: a folder (one database per study) or a database URL.
 
@@ -140,7 +155,9 @@ def open_storage(
     snapshots); a folder without one, or ``read_only=True``, opens to read and writes nothing.
     ``local_dir`` holds live copies (default: ``$GG_OPTUNA_LOCAL_DIR`` or
     ``~/.cache/gg_optuna_helpers``). Dead trials are detected by heartbeat and re-queued with
-    their intermediate values.
+    their intermediate values. ``fresh``: a live copy of a study that the folder has no copy of
+    is set aside (renamed, kept) and the study starts over; without it that copy is used, said
+    in one line.
     """
     where = _folder_or_url(DEFAULT_FOLDER if where is None else where)
     beat = (heartbeat_interval, grace_period, max_retry)
@@ -156,7 +173,7 @@ def open_storage(
     base = local_base(local_dir, write=not read_only)
     if read_only:
         return _open_to_read(folder, study_name, base)
-    return _open_to_write(folder, study_name, base, beat, snapshot_every, lease_timeout)
+    return _open_to_write(folder, study_name, base, beat, snapshot_every, lease_timeout, fresh)
 
 
 def optuna_storage(storage: StudyStorage | BaseStorage | str | os.PathLike,
@@ -305,8 +322,19 @@ def _live(durable: Path, base: Path) -> Path:
     return base / hashlib.sha1(str(durable.resolve()).encode()).hexdigest()[:12] / DB_NAME
 
 
+def live_only(where: str | os.PathLike, study_name: str,
+              local_dir: str | os.PathLike | None = None) -> Path | None:
+    """This machine's live copy of ``study_name`` when the folder ``where`` has no copy of it
+    (deleted, or not shown yet by Drive); None otherwise, and for a database URL."""
+    if is_url(os.fspath(where)):
+        return None
+    durable = study_db(Path(where).expanduser(), study_name)
+    live = _live(durable, local_base(local_dir, write=False))
+    return live if live.exists() and not durable.exists() else None
+
+
 def _open_to_write(folder: Path, study: str, base: Path, beat: tuple, snapshot_every: float,
-                   lease_timeout: float) -> StudyStorage:
+                   lease_timeout: float, fresh: bool) -> StudyStorage:
     durable = study_db(folder, study)
     live = _live(durable, base)
     if live.resolve() == durable.resolve():
@@ -316,23 +344,33 @@ def _open_to_write(folder: Path, study: str, base: Path, beat: tuple, snapshot_e
     check_writable_dir(base, "local folder for live databases", create=True)
     durable.parent.mkdir(exist_ok=True)
     lease = Lease(durable.parent / LEASE_NAME, study, base, lease_timeout)
-    shared = lease.in_use_here()  # another worker here writes the live copy: it is the newest
     lease.acquire()
+    users = LiveUsers(live.parent)
     try:
         live.parent.mkdir(parents=True, exist_ok=True)
-        if not durable.exists() and not live.exists():  # only then the old shared file counts
-            legacy = _readable(legacy_db(folder), base, study)
-            if legacy:
-                _move_out(legacy[0], study, live)
-        written = None if shared else _restore(durable, live)
-        rdb = _rdb(f"sqlite:///{live}", beat)
+        with users.joining() as alone:  # not alone: another worker here writes the live copy
+            if not alone and fresh and not durable.exists():
+                raise ConfigError(f"Another process on this machine runs study {study!r} from "
+                                  f"its live copy {live}, so fresh=True cannot set it aside: "
+                                  "stop that process first.")
+            written = _restore(durable, live, study, fresh) if alone else None  # it is newest
+            rdb = _rdb(f"sqlite:///{live}", beat)
+            found = _trials_of(rdb, study) if alone else None
     except BaseException:
         lease.release()
         raise
     storage = StudyStorage(rdb, f"sqlite:///{live}", live, durable, snapshot_every, folder, study,
-                           local_dir=base, lease=lease, _written=written)
+                           local_dir=base, lease=lease, users=users, trials_alone=found,
+                           _written=written)
     storage.snapshot(force=True)
     return storage
+
+
+def _trials_of(rdb: RDBStorage, study: str) -> list[FrozenTrial]:
+    try:
+        return rdb.get_all_trials(rdb.get_study_id_from_name(study), deepcopy=False)
+    except KeyError:
+        return []  # a new study
 
 
 def _move_out(source: Path, study: str, live: Path) -> None:
@@ -342,10 +380,14 @@ def _move_out(source: Path, study: str, live: Path) -> None:
     log.info("Study %r moves from the shared %s into its own database file.", study, source)
 
 
-def _restore(durable: Path, live: Path) -> tuple | None:
+def _restore(durable: Path, live: Path, study: str, fresh: bool) -> tuple | None:
     """Make the live copy the better of the two; returns the snapshot's stamp if it is sound."""
+    _roll_back(live)
     if not durable.exists():
+        _without_snapshot(durable, live, study, fresh)
         return None
+    if fresh:
+        _fresh_ignored(durable, study)
     found, why = contents(durable)
     have, live_why = contents(live) if live.exists() else (None, "missing")
     if found is None:
@@ -364,6 +406,46 @@ def _restore(durable: Path, live: Path) -> tuple | None:
     log.info("Restoring the study database from its snapshot %s.", durable)
     copy_sqlite(durable, live)
     return _stamp(durable)
+
+
+def _roll_back(live: Path) -> None:
+    """Undo the write a killed process left half-done in the live copy (a hot journal), which
+    a read-only look cannot do: the copy would be taken for damaged and set aside. Its time
+    stays that of its last write, so that it does not look newer than it is."""
+    if not live.exists() or not live.with_name(f"{live.name}-journal").exists():
+        return
+    stat = live.stat()
+    try:
+        with contextlib.closing(sqlite3.connect(live, timeout=30)) as db:
+            db.execute("select count(*) from sqlite_master").fetchone()  # rolls it back
+    except sqlite3.Error:
+        return  # damaged indeed: contents() says how
+    os.utime(live, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+
+def _without_snapshot(durable: Path, live: Path, study: str, fresh: bool) -> None:
+    """The results folder has no copy of the study: this machine's live copy is used, and said
+    so in one line (Drive may not show the folder yet), or with ``fresh`` set aside (kept)."""
+    if not live.exists():
+        legacy = _readable(legacy_db(durable.parent.parent), live.parent.parent, study)
+        if legacy:  # a folder of an older version: its shared file is the durable copy
+            _move_out(legacy[0], study, live)
+        return
+    found, _ = contents(live)
+    finished = (found or {}).get(study)
+    if fresh:
+        set_aside(live, f"fresh=True and the results folder has no copy of study {study!r}, "
+                        "so it starts over")
+    elif finished is not None:
+        log.warning("Study %r has no copy in %s (deleted, or Drive does not show it yet): it "
+                    "resumes from this machine's live copy %s (%d finished trials); to start "
+                    "over instead, run with fresh=True (--fresh): the live copy is set aside, "
+                    "not deleted.", study, durable.parent, live, finished)
+
+
+def _fresh_ignored(durable: Path, study: str) -> None:
+    log.warning("fresh=True, but %s holds study %r, so it resumes: to start it over, move the "
+                "folder %s away first.", durable, study, durable.parent)
 
 
 def _readable(durable: Path, base: Path, study: str | None) -> tuple[Path, dict] | None:
@@ -442,8 +524,7 @@ def _rdb(url: str, beat: tuple | None) -> RDBStorage:
                 options = {} if beat is None else dict(
                     heartbeat_interval=beat[0],
                     grace_period=beat[1] if beat[1] is not None else 3 * beat[0],
-                    heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
-                        max_retry=beat[2], inherit_intermediate_values=True))
+                    heartbeat_stale_trial_callback=ResumeRetry(beat[2]))
                 return RDBStorage(url, engine_kwargs=kwargs, **options)
         except ImportError as e:
             driver = SERVER_DRIVERS.get(url.split(":", 1)[0].split("+")[0], "install its driver")
@@ -459,6 +540,53 @@ def _rdb(url: str, beat: tuple | None) -> RDBStorage:
                 "check the URL, that the server is running, or that the file is an Optuna "
                 "database."
             ) from None
+
+
+class ResumeRetry(RetryHeartbeatStaleTrialCallback):
+    """Optuna's retry of a dead trial (a WAITING copy: same parameters, its reported epochs, its
+    original number), given up only after ``max_retry`` retries in a row that reported no new
+    epoch (a trial that takes its runtime down): deaths between epochs never lose a trial."""
+
+    def __init__(self, max_retry: int) -> None:
+        super().__init__(max_retry=None, inherit_intermediate_values=True)
+        self.max_retry_stalled = max_retry
+
+    def gives_up(self, trial: FrozenTrial) -> bool:
+        return self._stalled(trial)[1] > self.max_retry_stalled
+
+    def _stalled(self, trial: FrozenTrial) -> tuple[int, int]:
+        """(epochs done, retries in a row without a new epoch if ``trial`` is retried)."""
+        epochs, attrs = _epochs_done(trial), trial.system_attrs
+        return epochs, (0 if epochs > attrs.get(RETRY_EPOCHS, 0)
+                        else attrs.get(RETRY_STALLED, 0) + 1)
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        attrs = dict(trial.system_attrs)
+        epochs, stalled = self._stalled(trial)
+        if stalled > self.max_retry_stalled:
+            log.warning("Trial %d stopped %d times in a row before finishing an epoch, so it is "
+                        "not re-queued again (does it take its runtime down?): its parameters "
+                        "are %s.", trial.number, stalled, trial.params)
+            return
+        trial = copy.deepcopy(trial)
+        trial.system_attrs = {**attrs, RETRY_EPOCHS: epochs, RETRY_STALLED: stalled}
+        super().__call__(study, trial)
+
+
+def _epochs_done(trial: FrozenTrial) -> int:
+    """The last epoch a trial's chain finished: reported, or recorded in its folder's metrics
+    (a new VM's snapshot may predate the epochs its checkpoint holds)."""
+    done = max(trial.intermediate_values, default=0)
+    folder = trial.user_attrs.get(TrialAttr.TRIAL_DIR.value)
+    try:
+        lines = (Path(folder) / METRICS).read_text().splitlines() if folder else []
+    except OSError:
+        lines = []
+    for line in lines:
+        if '"event": "epoch"' in line:
+            with contextlib.suppress(ValueError, KeyError, TypeError):
+                done = max(done, int(json.loads(line)["epoch"]))
+    return done
 
 
 def _creation_race(e: Exception) -> bool:
@@ -576,5 +704,5 @@ def _empty_optuna_db() -> sqlite3.Connection:
     return db
 
 
-__all__ = ["StudyStorage", "check_folder", "check_url", "check_writable_dir", "local_base",
-           "open_storage", "open_study", "open_view", "optuna_storage"]
+__all__ = ["ResumeRetry", "StudyStorage", "check_folder", "check_url", "check_writable_dir",
+           "live_only", "local_base", "open_storage", "open_study", "open_view", "optuna_storage"]

@@ -25,7 +25,7 @@ from .presets import make_pruner, make_sampler
 from .records import StudyAttr, TrialAttr, get, put
 from .recovery import check_compatible, recover_dead_trials, requeue_interrupted
 from .runner import WarmWorker
-from .storage import StudyStorage, open_storage, open_study, optuna_storage
+from .storage import StudyStorage, live_only, open_storage, open_study, optuna_storage
 from .trial_dirs import check_study_dir, known_dirs, study_uid
 from .trial_log import log, log_to_stdout
 
@@ -40,7 +40,7 @@ def run_study(config: StudyConfig) -> optuna.Study:
     verbosity = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # our one line per trial replaces its
     storage = open_storage(cfg.storage, study_name=cfg.study_name, local_dir=cfg.local_dir,
-                           heartbeat_interval=cfg.heartbeat_interval)
+                           heartbeat_interval=cfg.heartbeat_interval, fresh=cfg.fresh)
     try:
         return _run(cfg, storage)
     finally:
@@ -54,7 +54,8 @@ def _check_prior(cfg: StudyConfig) -> None:
     it, and a results folder holding trials of another study (no study yet: any there)."""
     try:
         rdb = optuna_storage(cfg.storage, cfg.study_name)
-        prior = open_study(rdb, cfg.study_name)
+        fresh = cfg.fresh and live_only(cfg.storage, cfg.study_name, cfg.local_dir)
+        prior = None if fresh else open_study(rdb, cfg.study_name)  # that copy is set aside
     except StudyNotFound:
         prior = None
     if prior is not None:
