@@ -1,6 +1,7 @@
 """``python -m gg_optuna_helpers run|status|report|dashboard|check-repo|setup-repo|demo``.
 
-Bad input exits 2 with one line on stderr; everything else is on stdout.
+Bad input exits 2 with one line on stderr; a study stopped by a full or unreachable disk exits
+74 with one line on stderr; everything else is on stdout.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ from pathlib import Path
 from .config import StudyConfig
 from .backends import BACKENDS, STAGES
 from .dashboard import DEFAULT_PORT, TUNNELS
-from .errors import ConfigError
+from .errors import EXIT_DISK_FAULT, ConfigError, DiskFault
 from .layout import DEFAULT_FOLDER, Results, check_study_name, default_study_name
 from .presets import PRUNERS, SAMPLERS
+from .records import Failure
 from .setup_repo import command as setup_repo_command
 from .spaces import parse_edit
 from .trial_log import log_to_stdout
@@ -167,9 +169,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     from .analysis import format_summary, summarize
+    from .analysis._summary import disk_usage
     from .storage import open_study
 
-    summary = summarize(open_study(args.storage, args.study_name))
+    study = open_study(args.storage, args.study_name)
+    summary = {**summarize(study), "disk": disk_usage(study)}
     print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
     return 0
 
@@ -249,6 +253,18 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except DiskFault as e:  # the study stopped; the line says what is kept and what to do
+        print(e, file=sys.stderr)
+        return EXIT_DISK_FAULT
+    except OSError as e:  # a full or gone disk before a study could hold it (e.g. its folder)
+        from .runner import FULL, GONE, disk_advice
+
+        if e.errno not in FULL + GONE:
+            raise
+        reason = Failure.DISK_FULL if e.errno in FULL else Failure.DISK_GONE
+        print(f"Stopped: {disk_advice(reason, e.filename or 'a disk', e.strerror)}.",
+              file=sys.stderr)
+        return EXIT_DISK_FAULT
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
