@@ -190,15 +190,15 @@ class Objective:
 
     def after_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
         self.storage.snapshot(force=True)
-        if not self.sized:  # the first checkpoints of this run: is there room for the rest?
-            self.sized = self._check_space(start=False)
-        tidy_trial(trial)
         self.failures_in_a_row = self.failures_in_a_row + 1 if trial.state == TrialState.FAIL else 0
         if self.failures_in_a_row >= self.cfg.max_failures_in_a_row:
             study.stop()  # run_study says why (else this optimize call runs all trials left)
         log.info(describe_trial(trial, self.best))
         if trial.state == TrialState.COMPLETE and trial.value < self.best:
             self.best = trial.value
+        if not self.sized:  # the first checkpoints of this run (before tidy removes last.pt)
+            self.sized = self._check_space(start=False)
+        tidy_trial(trial)
         if self.storage.snapshot_error is not None:  # retried since the trial began: still fails
             raise DiskFault(f"Stopped after trial {trial.number}: {self._snapshot_fault()}.")
 
@@ -224,22 +224,23 @@ class Objective:
                                                              states=FINISHED_STATES))
         if sizes is None or free is None or left <= 0:
             return sizes is not None
-        last, best_pt = sizes
-        one = 2 * last + best_pt  # last.pt, the next one while it is written, best.pt
+        last, best_pt = sizes  # last is None: only best.pt to go on, and last.pt is larger
+        one = 2 * (last or best_pt) + best_pt  # last.pt, the next one as it is written, best.pt
         need = one + (left - 1) * best_pt  # each trial that completes keeps its best.pt
         if start and free < one:
+            measured = (f"up to {format_bytes(one)} of checkpoints (last.pt {format_bytes(last)}, "
+                        if last else f"more than {format_bytes(one)} of checkpoints (")
             raise ConfigError(
-                f"{folder} has {format_bytes(free)} free, but one trial of this study writes up "
-                f"to {format_bytes(one)} of checkpoints (last.pt {format_bytes(last)}, best.pt "
-                f"{format_bytes(best_pt)}): free some space there or choose another results "
-                "folder (--results-dir), then run again.")
+                f"{folder} has {format_bytes(free)} free, but one trial of this study writes "
+                f"{measured}best.pt {format_bytes(best_pt)}): free some space there or choose "
+                "another results folder (--results-dir), then run again.")
         if free < need:
-            log.warning("%s has %s free, and the %d trials left may write about %s of "
-                        "checkpoints: free some space there, or the study stops as disk_full "
-                        "when it is full (its running trial then resumes once there is room).",
-                        folder, format_bytes(free), left, format_bytes(need))
+            log.warning("%s has %s free, and the %d trials left may write %s%s of checkpoints: "
+                        "free some space there, or the study stops as disk_full when it is full "
+                        "(its running trial then resumes once there is room).", folder,
+                        format_bytes(free), left, "about " if last else "more than ",
+                        format_bytes(need))
         return True
-
 
 def tidy_trial(trial: FrozenTrial) -> None:
     """A trial that has ended for good keeps only what a later step reads: its best.pt if it

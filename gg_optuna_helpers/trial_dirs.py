@@ -77,17 +77,15 @@ def tidy(trial_dir: Path, *, keep_best: bool) -> None:
             (trial_dir / name).unlink(missing_ok=True)
 
 
-def checkpoint_sizes(study_dir: Path) -> tuple[int, int] | None:
-    """(largest ``last.pt``, largest ``best.pt``) in the trial folders of ``study_dir``, in
-    bytes (a missing kind counts as the other), or None when it holds no checkpoint yet."""
+def checkpoint_sizes(study_dir: Path) -> tuple[int | None, int] | None:
+    """(largest ``last.pt`` or None, largest ``best.pt``) in the trial folders of ``study_dir``,
+    in bytes, or None when it holds no ``best.pt`` yet (every trial's first epoch writes one)."""
     found = {}
     for name in (LAST, BEST):
         sizes = [_size(p) for p in study_dir.glob(f"trial_*/{name}")] if os.path.isdir(
             study_dir) else []
-        found[name] = max(sizes, default=0)
-    if not any(found.values()):
-        return None
-    return found[LAST] or found[BEST], found[BEST] or found[LAST]
+        found[name] = max(sizes, default=0) or None
+    return None if found[BEST] is None else (found[LAST], found[BEST])
 
 
 def _size(path: Path) -> int:

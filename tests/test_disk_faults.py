@@ -28,8 +28,9 @@ import torch
 from optuna.trial import TrialState, create_trial
 
 from conftest import ROOT, cli
-from gg_optuna_helpers import open_storage
+from gg_optuna_helpers import StudyConfig, open_storage
 from gg_optuna_helpers.errors import EXIT_DISK_FAULT
+from gg_optuna_helpers.notebook import show_status
 from gg_optuna_helpers.objective import tidy_trial
 from gg_optuna_helpers.sqlite_files import contents, read_only_url
 from gg_optuna_helpers.storage import _live
@@ -161,7 +162,7 @@ def checkpoints(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if ".pt" in p.name)
 
 
-def test_a_finished_study_keeps_best_pt_of_its_complete_trials_only(tmp_path):
+def test_a_finished_study_keeps_best_pt_of_its_complete_trials_only(tmp_path, capsys):
     """Issue 19 (f): after the study, each COMPLETE trial's folder holds best.pt (weights, no
     optimizer state) and no last.pt, a failed one no checkpoint at all; no checkpoint is copied
     as an artifact; status says what the folder uses. (Stage 2 trains from such a best.pt:
@@ -189,6 +190,8 @@ def test_a_finished_study_keeps_best_pt_of_its_complete_trials_only(tmp_path):
     [line] = [ln for ln in status.stdout.splitlines() if ln.startswith("Disk: ")]
     assert line.startswith(f"Disk: {format_bytes(used)} in {drive / STUDY}, "), line
     assert line.endswith(" free there.") and abs(parse_bytes(line.split(", ")[1]) - free) < 2**30
+    show_status(StudyConfig(stage="meshhead", storage=str(drive), study_name=STUDY))  # notebooks
+    assert line.split(", ")[0] in capsys.readouterr().out
 
 
 def parse_bytes(text: str) -> float:
@@ -369,7 +372,7 @@ def test_the_checkpoints_a_study_will_write_are_checked_against_the_free_space(
     assert refused.returncode == 2, refused.stdout + refused.stderr
     [line] = refused.stderr.strip().splitlines()
     assert line.startswith(f"error: {disk / STUDY} has ") and (
-        "free, but one trial of this study writes up to ") in line, line
+        "free, but one trial of this study writes more than ") in line, line
     assert line.endswith("free some space there or choose another results folder "
                          "(--results-dir), then run again.")
     assert len(open_study_trials(tmp_path / "drive")) == 1  # nothing started
