@@ -242,6 +242,7 @@ class Objective:
                         format_bytes(need))
         return True
 
+
 def tidy_trial(trial: FrozenTrial) -> None:
     """A trial that has ended for good keeps only what a later step reads: its best.pt if it
     completed, nothing if it was pruned or failed. A trial that is re-queued (interrupted,

@@ -261,10 +261,36 @@ def test_a_full_disk_stops_the_study_and_the_trial_resumes_once_there_is_room(
     assert len(finished(stored_trials(snapshot))) == 2
 
 
+def test_a_full_local_disk_under_the_live_database_stops_the_study_in_one_line(
+        tmp_path, mount_tmpfs, monkeypatch):
+    """The local disk that holds the live database and the trial folders fills up: Optuna itself
+    cannot record the trial then. One line; Drive's snapshot holds every finished trial; once
+    space is freed, the same command resumes the trial (it was left RUNNING: re-queued)."""
+    disk, drive = mount_tmpfs("16m"), tmp_path / "drive"
+    monkeypatch.setenv("GG_OPTUNA_LOCAL_DIR", str(disk / "local"))
+    args = run_args(drive, *FIXED, "--results-dir", str(disk), trials=2, epochs=8)
+    fillers = []
+    out = run_until(args, disk / STUDY / "trial_0001", lambda: fillers.append(fill(disk)))
+    stopped(out, f"Stopped: no space left for the study database in {disk / 'local'} (database "
+                 "or disk is full): free some space there, then run again; the trial that was "
+                 "running then resumes from its last checkpoint, and the snapshot holds every "
+                 "finished trial.")
+    snapshot = drive / STUDY / "optuna.db"
+    assert list(finished(stored_trials(snapshot))) == [0]
+    assert list(finished(stored_trials(live_db(drive, disk / "local")))) == [0]
+
+    fillers[0].unlink()
+    again = cli(*args)
+    assert again.returncode == 0, again.stdout + again.stderr
+    resumed(drive)
+    assert len(finished(stored_trials(snapshot))) == 2
+
+
 def test_a_full_drive_stops_the_study_after_the_trial_whose_snapshot_fails(tmp_path, mount_tmpfs):
     """Drive fills up while trial 1 trains on a local --results-dir: the trial goes on (the
-    snapshot is retried), then the study stops, with every finished trial in the live copy; once
-    space is freed, the same command on this machine writes them to Drive and goes on."""
+    snapshot is retried), then the study stops, with every finished trial in the live copy.
+    Run again while Drive is full: one line, nothing starts. Once space is freed, the same
+    command on this machine writes them to Drive."""
     drive, results = mount_tmpfs("4m"), tmp_path / "results"
     args = run_args(drive, *FIXED, "--results-dir", str(results), trials=2, epochs=8)
     fillers = []
@@ -277,6 +303,11 @@ def test_a_full_drive_stops_the_study_after_the_trial_whose_snapshot_fails(tmp_p
     assert "Trial 1: value" in stdout
     assert list(finished(stored_trials(live))) == [0, 1]
     assert list(finished(stored_trials(snapshot))) == [0]  # the older copy, still readable
+
+    # run again while Drive is still full (the lease fits in the page its last one freed)
+    stopped(cli(*args), f"Not started: no space left on the disk of {snapshot}: free some space "
+                        f"there, then run again on this machine: its live copy {live} holds")
+    assert list(finished(stored_trials(live))) == [0, 1]
 
     fillers[0].unlink()
     again = cli(*args)
