@@ -266,7 +266,8 @@ def main(argv: list[str] | None = None) -> int:
         line = _disk_line(e, getattr(args, "storage", None))
         if line is None:
             raise
-        print(line, file=sys.stderr)
+        running = getattr(args, "command", None) in ("run", "demo")
+        print(line if running else "error: " + line.removeprefix("Stopped: "), file=sys.stderr)
         return EXIT_DISK_FAULT
 
 
