@@ -1,6 +1,7 @@
 """``python -m gg_optuna_helpers run|status|report|dashboard|check-repo|setup-repo|demo``.
 
-Bad input exits 2 with one line on stderr; everything else is on stdout.
+Bad input exits 2 with one line on stderr; a study stopped by a full or unreachable disk exits
+74 with one line on stderr; everything else is on stdout.
 """
 
 from __future__ import annotations
@@ -8,15 +9,17 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import threading
 from pathlib import Path
 
 
 from .config import StudyConfig
 from .backends import BACKENDS, STAGES
 from .dashboard import DEFAULT_PORT, TUNNELS
-from .errors import ConfigError
-from .layout import DEFAULT_FOLDER, Results, check_study_name, default_study_name
+from .errors import EXIT_DISK_FAULT, ConfigError, DiskFault
+from .layout import DEFAULT_FOLDER, Results, check_study_name, default_study_name, is_url
 from .presets import PRUNERS, SAMPLERS
+from .records import Failure
 from .setup_repo import command as setup_repo_command
 from .spaces import parse_edit
 from .trial_log import log_to_stdout
@@ -173,9 +176,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     from .analysis import format_summary, summarize
+    from .analysis._summary import disk_usage
     from .storage import open_study
 
-    summary = summarize(open_study(args.storage, args.study_name))
+    study = open_study(args.storage, args.study_name)
+    summary = {**summarize(study), "disk": disk_usage(study)}
     print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
     return 0
 
@@ -250,12 +255,53 @@ COMMANDS = {"run": cmd_run, "status": cmd_status, "report": cmd_report,
 
 def main(argv: list[str] | None = None) -> int:
     log_to_stdout()
+    threading.excepthook = _thread_error
+    args = None
     try:
         args = build_parser().parse_args(argv)
         return COMMANDS[args.command](args)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except DiskFault as e:  # the study stopped; the line says what is kept and what to do
+        print(e, file=sys.stderr)
+        return EXIT_DISK_FAULT
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as e:  # a full or gone disk that no study could record (see _disk_line)
+        line = _disk_line(e, getattr(args, "storage", None))
+        if line is None:
+            raise
+        running = getattr(args, "command", None) in ("run", "demo")
+        print(line if running else "error: " + line.removeprefix("Stopped: "), file=sys.stderr)
+        return EXIT_DISK_FAULT
+
+
+def _thread_error(args: threading.ExceptHookArgs) -> None:
+    """A thread (Optuna's heartbeat) that dies of a full disk prints nothing: the study's own
+    line says it once."""
+    if _disk_line(args.exc_value, None) is None:
+        threading.__excepthook__(args)
+
+
+def _disk_line(e: BaseException | None, storage: str | None) -> str | None:
+    """One line for a full or gone disk anywhere in ``e``'s chain, or None: an OSError before a
+    study could hold its folder (Drive still gone), or SQLite's "database or disk is full" from
+    the study database (Optuna cannot record the trial then: the next run resumes it)."""
+    from .runner import FULL, GONE, disk_advice
+    from .storage import local_base
+
+    while e is not None:
+        if isinstance(e, OSError) and e.errno in FULL + GONE:
+            reason = Failure.DISK_FULL if e.errno in FULL else Failure.DISK_GONE
+            return f"Stopped: {disk_advice(reason, e.filename or 'a disk', e.strerror)}."
+        if "database or disk is full" in str(e):
+            url = storage and is_url(storage)
+            place = storage if url else local_base(None, write=False)
+            return (f"Stopped: no space left for the study database in {place} (database or "
+                    "disk is full): free some space there, then run again; the trial that was "
+                    "running then resumes from its last checkpoint" + (
+                        "." if url else ", and the snapshot holds every finished trial."))
+        e = e.__cause__ or e.__context__
+    return None

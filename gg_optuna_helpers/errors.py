@@ -17,6 +17,14 @@ class StudyNotFound(ConfigError):
     """The study (or the folder or file that would hold it) does not exist yet."""
 
 
+class DiskFault(GGOptunaError):
+    """A disk the study writes to is full or cannot be reached: the study stopped; the message
+    is one line saying what is kept and what to do (the CLI exits with ``EXIT_DISK_FAULT``)."""
+
+
+EXIT_DISK_FAULT = 74  # sysexits' EX_IOERR
+
+
 class TrialFailed(GGOptunaError):
     """A trial ended without a value; ``reason`` says why (a :class:`~.records.Failure`)."""
 

@@ -87,11 +87,15 @@ class Lease:
             self.file.unlink(missing_ok=True)
 
     def _keep(self) -> None:
+        failing = False
         while not self._stop.wait(self.timeout / 4):
             try:
                 self.beat()
-            except OSError as e:  # Drive gone for a moment: try again at the next beat
-                log.warning("Could not renew the lease %s (%s).", self.file, e.strerror or e)
+                failing = False
+            except OSError as e:  # Drive full or gone: try again at the next beat, say it once
+                if not failing:
+                    log.warning("Could not renew the lease %s (%s).", self.file, e.strerror or e)
+                failing = True
 
     def _write(self, since: float | None) -> None:
         now = time.time()

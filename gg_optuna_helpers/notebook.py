@@ -159,8 +159,10 @@ def _folder(storage: Storage) -> Path | None:
 
 
 def show_status(config: StudyConfig) -> None:
-    """Print the progress of ``config``'s study; works at any time, also before it started."""
+    """Print the progress of ``config``'s study and the disk its trial folders use; works at
+    any time, also before it started."""
     from .analysis import format_summary, summarize
+    from .analysis._summary import disk_usage
     from .storage import open_study
 
     try:
@@ -168,7 +170,7 @@ def show_status(config: StudyConfig) -> None:
     except ConfigError as e:  # not started yet: say so, do not fail the cell
         print(e)
         return
-    print(format_summary(summarize(study)))
+    print(format_summary({**summarize(study), "disk": disk_usage(study)}))
 
 
 def environment_report() -> str:

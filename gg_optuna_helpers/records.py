@@ -51,7 +51,9 @@ class Failure(str, enum.Enum):
     DIVERGED = "diverged"  # a NaN or infinite loss or metric
     CRASHED = "crashed"  # any other error in the worker (its log tail is kept)
     TIMEOUT = "timeout"  # --trial-timeout or --epoch-timeout passed
-    DISK_FULL = "disk_full"  # no space left for checkpoints or metrics; the study stops
+    DISK_FULL = "disk_full"  # no space left for checkpoints or metrics; the study stops, re-queued
+    DISK_GONE = "disk_gone"  # its folder could not be reached (Drive disconnected, unmounted, an
+    #                          I/O error); the study stops, re-queued
     INTERRUPTED = "interrupted"  # Ctrl-C; re-queued, the next run resumes it
     SURPLUS = "surplus"  # started by a worker after the total was reached; nothing trained
     DISCONNECTED = "disconnected"  # no reason recorded: its runtime died; re-queued
@@ -65,6 +67,12 @@ class Failure(str, enum.Enum):
             return cls(trial.user_attrs.get(TrialAttr.FAILURE, cls.DISCONNECTED))
         except ValueError:
             return cls.CRASHED
+
+    @property
+    def requeued(self) -> bool:
+        """True for the reasons whose trial is queued again, to resume from its checkpoint."""
+        return self in (Failure.DISK_FULL, Failure.DISK_GONE, Failure.INTERRUPTED,
+                        Failure.DISCONNECTED)
 
 
 def get(trial: FrozenTrial | optuna.Study, key: TrialAttr | StudyAttr, default: Any = None) -> Any:

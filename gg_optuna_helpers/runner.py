@@ -3,7 +3,8 @@
 The child runs in its own process group (so a hang or a stuck CUDA context can be killed as a
 whole) and dies with us. Each epoch line is reported; ``should_prune`` writes ``STOP``, waits a
 grace period, then kills. Any failure becomes :class:`TrialFailed` with a reason and the last
-lines of the worker log; the study goes on.
+lines of the worker log; the study goes on. A full or unreachable trial folder is the disk
+fault :data:`~.records.Failure.DISK_FULL` or ``DISK_GONE`` (:func:`disk_faults`).
 
 A :class:`WarmWorker` keeps the NEXT trial's process started and warmed (torch imported) while
 the current one trains (from its first epoch on, so the two starts do not compete): still a
@@ -12,13 +13,14 @@ fresh process per trial, only started earlier.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,15 +62,15 @@ def run_trial(trial: optuna.Trial, spec: TrialSpec, *, limits: TimeLimits,
     """Train ``spec`` in a child process (``warm``'s if it has one ready); raise TrialPruned or
     TrialFailed, or return. ``reported``: epochs the trial already holds (a retry inherits
     them), not reported again."""
+    with disk_faults(spec.trial_dir):
+        return _run(trial, spec, limits, _Relay(trial, reported), on_tick, warm)
+
+
+def _run(trial: optuna.Trial, spec: TrialSpec, limits: TimeLimits, relay: _Relay,
+         on_tick: Callable[[], None], warm: WarmWorker | None) -> Outcome:
     reader = EventReader(spec.trial_dir)
     (Path(spec.trial_dir) / STOP).unlink(missing_ok=True)
-    try:
-        child = _launch(spec, warm)
-    except OSError as e:
-        if e.errno == errno.ENOSPC:
-            raise TrialFailed(Failure.DISK_FULL, _disk_full(spec.trial_dir)) from None
-        raise
-    relay = _Relay(trial, reported)
+    child = _launch(spec, warm)
     started = last_epoch_at = time.monotonic()
     try:
         while True:
@@ -153,16 +155,61 @@ def _outcome(code: int, relay: _Relay, trial_dir: str) -> Outcome:
         if end["reason"] == EARLY_STOP:
             put(relay.trial, TrialAttr.EARLY_STOPPED_AT, end["last_epoch"])
         return Outcome(end["best_value"], end["reason"], relay.epochs, end["best_epoch"])
+    gone = unreachable(trial_dir)
+    if gone:  # whatever the worker died of, its folder went first
+        raise TrialFailed(Failure.DISK_GONE, disk_advice(Failure.DISK_GONE, trial_dir, gone))
     reason = EXIT_REASONS.get(code, Failure.CRASHED)
     if code == EXIT_DISK_FULL:  # the worker could not write a word of its own
-        raise TrialFailed(reason, _disk_full(trial_dir))
+        raise TrialFailed(reason, disk_advice(reason, trial_dir))
     detail = end.get("message") or _describe_exit(code)
     raise TrialFailed(reason, detail)
 
 
-def _disk_full(trial_dir: str) -> str:
-    return (f"no space left on the disk of {trial_dir} for checkpoints and metrics: free some "
-            "space or choose another --results-dir, then run again")
+FULL = (errno.ENOSPC, errno.EDQUOT)  # a full disk, or a full Drive quota
+GONE = (errno.ENOTCONN, errno.EIO, errno.ENODEV, errno.ESTALE, errno.EROFS)  # a disk gone
+
+
+@contextlib.contextmanager
+def disk_faults(folder: str | os.PathLike) -> Iterator[None]:
+    """Turn an OSError of a full or unreachable disk under ``folder`` into TrialFailed
+    (``disk_full`` or ``disk_gone``); any other error passes through."""
+    try:
+        yield
+    except OSError as e:
+        reason = disk_failure(e, folder)
+        if reason is None:
+            raise
+        why = unreachable(folder) or e.strerror or str(e)
+        raise TrialFailed(reason, disk_advice(reason, folder, why)) from None
+
+
+def disk_failure(e: BaseException, folder: str | os.PathLike) -> Failure | None:
+    """The disk fault ``e`` is (``folder``: where it was writing), or None for another error;
+    ``e`` may be SQLite's, which has no errno ("database or disk is full")."""
+    if e.errno in FULL if isinstance(e, OSError) else "disk is full" in str(e):
+        return Failure.DISK_FULL
+    if (isinstance(e, OSError) and e.errno in GONE) or unreachable(folder):
+        return Failure.DISK_GONE
+    return None
+
+
+def unreachable(folder: str | os.PathLike) -> str | None:
+    """Why ``folder`` cannot be reached (unmounted, "Transport endpoint is not connected"), or
+    None when it is there."""
+    try:
+        os.stat(folder)
+    except OSError as e:
+        return e.strerror or str(e)
+    return None
+
+
+def disk_advice(reason: Failure, place: str | os.PathLike, why: str = "") -> str:
+    """What happened to ``place`` and what to do, in a few words (no final period)."""
+    if reason == Failure.DISK_FULL:
+        return f"no space left on the disk of {place}: free some space there, then run again"
+    hint = ("remount Drive (drive.mount('/content/drive', force_remount=True))"
+            if str(place).startswith("/content/drive") else "mount its disk again")
+    return f"{place} cannot be reached ({why or 'it is gone'}): {hint}, then run again"
 
 
 def _describe_exit(code: int) -> str:
@@ -276,7 +323,8 @@ def _fail_timeout(child: subprocess.Popen, spec: TrialSpec, limits: TimeLimits,
 
 def log_tail(trial_dir: str | os.PathLike, lines: int = 20) -> str:
     """The last ``lines`` lines of a trial's worker log."""
-    path = Path(trial_dir) / LOG
-    if not path.exists():
+    try:
+        text = (Path(trial_dir) / LOG).read_text(errors="replace")
+    except OSError:  # none yet, or its disk is gone
         return ""
-    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    return "\n".join(text.splitlines()[-lines:])

@@ -78,11 +78,14 @@ class StudyStorage:
     trials_alone: list[FrozenTrial] | None = None
     _last_snapshot: float = field(default=0.0, repr=False)
     _written: tuple | None = field(default=None, repr=False)
+    snapshot_error: OSError | sqlite3.Error | None = field(default=None, repr=False)
 
     def snapshot(self, *, force: bool = False) -> bool:
         """Copy the live database into the folder; throttled unless ``force``.
 
-        Never raises: a failed snapshot (Drive gone, disk full) is logged and retried later.
+        Never raises: the error of a failed snapshot (Drive full or gone) is kept in
+        :attr:`snapshot_error` until one succeeds again, and the next call tries again; the
+        study decides what a failure means (objective.py: it stops after the running trial).
         """
         if self.durable is None or self.live is None or self.read_only:
             return False
@@ -95,10 +98,12 @@ class StudyStorage:
             self._guard_durable()
             copy_sqlite(self.live, self.durable)
             self._written = _stamp(self.durable)
-            return True
         except (OSError, sqlite3.Error) as e:
-            log.warning("Could not snapshot %s to %s (%s); will retry.", self.live, self.durable, e)
+            log.debug("Could not snapshot %s to %s (%s); will retry.", self.live, self.durable, e)
+            self.snapshot_error = e
             return False
+        self.snapshot_error = None
+        return True
 
     def _guard_durable(self) -> None:
         """A snapshot this runtime did not write is kept aside unless the live copy covers it."""

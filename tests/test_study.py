@@ -65,7 +65,7 @@ def test_run_then_status_tells_the_truth(tmp_path):
     rdb = open_storage(results).rdb
     artifacts = [a for t in trials(results)
                  for a in optuna.artifacts.get_all_artifact_meta(t, storage=rdb)]
-    assert {a.filename for a in artifacts} == {"preview.png", "best.pt"}  # for the dashboard
+    assert {a.filename for a in artifacts} == {"preview.png"}  # best.pt stays in its folder
     assert all((results / "artifacts" / a.artifact_id).is_file() for a in artifacts)
     # run again: the total is already reached, nothing new starts
     again = cli(*run_args(results))

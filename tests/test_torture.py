@@ -34,7 +34,8 @@ is given up only after 3 retries in a row without a new epoch, storage.ResumeRet
 Definitions (the assertions in :func:`check_study` use exactly these):
 
 - a *run* is one start of the command; kill ``i`` ends run ``i``; the last run ends by itself.
-- ``c_i(d)``: the epoch of ``trial_d/last.pt`` read right after kill ``i`` (0: no checkpoint).
+- ``c_i(d)``: the epoch of ``trial_d/last.pt`` read right after kill ``i`` (0: no checkpoint; a
+  trial that has ended keeps no ``last.pt``: the last epoch its ``end`` line names).
 - an *attempt* is one worker in one trial folder: a ``start`` line in its ``metrics.jsonl``,
   with its ``start_epoch``; it *checkpointed* epochs ``start_epoch .. c`` (``c``: the folder's
   checkpoint when its run ended).
@@ -130,11 +131,18 @@ def trial_dirs(results: Path) -> list[Path]:
 def observe(results: Path, kill: str) -> Observation:
     checkpoint, metrics = {}, {}
     for d in trial_dirs(results):
-        last = d / "last.pt"
-        checkpoint[d.name] = torch.load(last, weights_only=False)["epoch"] if last.exists() else 0
         path = d / "metrics.jsonl"
         metrics[d.name] = path.read_text() if path.exists() else ""
+        last = d / "last.pt"
+        checkpoint[d.name] = (torch.load(last, weights_only=False)["epoch"] if last.exists()
+                              else ended_at(metrics[d.name]))
     return Observation(kill, checkpoint, metrics, snapshot_numbers(results / STUDY / "optuna.db"))
+
+
+def ended_at(text: str) -> int:
+    """The last epoch of a folder whose latest attempt ended (its last.pt is removed then)."""
+    ends = [e for e in events(text) if e["event"] in ("start", "end")][-1:]
+    return ends[0].get("last_epoch", 0) if ends and ends[0]["event"] == "end" else 0
 
 
 def snapshot_numbers(db: Path) -> set[int]:

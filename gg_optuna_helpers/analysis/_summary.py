@@ -1,15 +1,18 @@
-"""The numbers of a study: best vs baseline, trial states, failures, GPU time spent and saved."""
+"""The numbers of a study: best vs baseline, trial states, failures, GPU time spent and saved,
+and (for ``status``) the disk its trial folders use."""
 
 from __future__ import annotations
 
 import statistics
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from ..records import Failure, StudyAttr, TrialAttr, baseline, best, get
+from ..trial_dirs import format_bytes, free_bytes, used_bytes
 
 TRAINED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)  # over, and GPU time spent
 
@@ -88,6 +91,25 @@ def _epochs_left(trial: FrozenTrial, max_epochs: int | None) -> int:
     return max(0, (max_epochs or 0) - int(stopped))
 
 
+def disk_usage(study: optuna.Study) -> list[dict[str, Any]]:
+    """For each folder holding the study's trial folders (its study folder): the bytes its files
+    use and the free bytes of its file system (None: it cannot be reached)."""
+    folders = sorted({str(Path(folder).parent) for t in study.get_trials(deepcopy=False)
+                      if (folder := get(t, TrialAttr.TRIAL_DIR))})
+    return [{"folder": f, "bytes": used_bytes(Path(f)), "free": free_bytes(Path(f))}
+            for f in folders]
+
+
+def format_disk(usage: list[dict[str, Any]]) -> str:
+    """One line: ``Disk: 1.2GB in /drive/gg_results/study, 13.8GB free there.``"""
+    if not usage:
+        return "Disk: no trial folder yet."
+    parts = [f"{format_bytes(u['bytes'])} in {u['folder']}, " + (
+        f"{format_bytes(u['free'])} free there" if u["free"] is not None
+        else "which cannot be reached now") for u in usage]
+    return "Disk: " + "; ".join(parts) + "."
+
+
 def maximizes(study: optuna.Study) -> bool:
     """True for a study that maximizes (the package's own minimize; a user's may not)."""
     return study.direction == optuna.study.StudyDirection.MAXIMIZE
@@ -127,6 +149,8 @@ def format_summary(summary: dict[str, Any]) -> str:
     if gpu["hours_trained"] is not None:
         line += f"; {gpu['hours_trained']:.2f} h of {gpu['hours_if_full']:.2f} h"
     lines.append(line)
+    if "disk" in summary:  # status adds it (disk_usage)
+        lines.append(format_disk(summary["disk"]))
     lines += [f"! {f['message']}" for f in summary.get("findings", [])]
     return "\n".join(lines)
 

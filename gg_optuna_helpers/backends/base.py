@@ -11,7 +11,9 @@ Checkpoints written by the worker are ``torch.save`` dicts::
      "best_value": float, "trainer": Trainer.state_dict(), ...}
 
 so a later stage can rebuild a model from a previous stage's ``best.pt`` (``params`` gives its
-architecture, ``trainer`` its weights).
+architecture, ``trainer`` its weights). ``best.pt`` is written without the entries of
+``state_dict()`` named ``optimizer`` or ``*_optimizer`` (at any depth): keep optimizer state
+under such a key, and nothing a later stage reads.
 """
 
 from __future__ import annotations
