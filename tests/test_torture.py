@@ -12,20 +12,20 @@ The kill moments (:func:`plan`, seeded: the same seed gives the same plan). Ever
 (mid-epoch). The others are spread evenly over these phases, in a seeded random order, each at a
 seeded random moment within its phase:
 
-- ``startup``: 0.2-3 s after the command started (opening, recovery, the first trial's start);
+- ``startup``: 0.2-3 s after the command started (opening, recovery, the first trial's start),
+  or once it trained an epoch if that comes first;
 - ``no_heartbeat``: between a trial's creation and its first heartbeat, exactly: the test reads
   the live database in a transaction that sees the trial RUNNING with no heartbeat row, and
   kills while that read holds off every write (the window of the old flake: such a trial
-  stayed RUNNING for ever, 9 COMPLETE + 1 RUNNING); the writer it holds off is then killed
-  mid-commit, which leaves a hot journal: the next run must roll it back, not set the live
-  copy aside as damaged;
+  stayed RUNNING for ever, 9 COMPLETE + 1 RUNNING);
 - ``first_second``: 0-1 s after a trial appeared RUNNING in the live database;
 - ``snapshot``: during the 1st, 2nd or 3rd snapshot copy the test sees: it stops the group when
   the copy's temporary file appears, kills it if that file is still there (the copy is in
   progress), else lets it go on to the next copy;
 - ``trial_end``: 0-0.6 s after a trial's worker wrote its ``end`` line (its tell, the snapshot
   after it, the next trial's start);
-- ``random``: 0-10 s after the command started.
+- ``random``: 0-10 s after the command started, or once it trained 2 epochs if that comes
+  first (so that a fast machine does not finish the study before the planned kills).
 
 The interleaving guarantees progress: the first trial a run starts is the retry of the one the
 last kill stopped, so an ``epoch`` run always trains that chain at least one new epoch (a chain
@@ -84,8 +84,8 @@ from test_study import run_args, trials
 pytestmark = pytest.mark.slow
 
 STUDY = "mini_meshhead"
-SCENARIOS = {"local": dict(new_vm=False, seed=1, trials=10, epochs=5, kills=24),
-             "new_vm": dict(new_vm=True, seed=2, trials=8, epochs=4, kills=12)}
+SCENARIOS = {"local": dict(new_vm=False, seed=1, trials=12, epochs=5, kills=24),
+             "new_vm": dict(new_vm=True, seed=2, trials=10, epochs=4, kills=12)}
 PHASES = ("startup", "no_heartbeat", "first_second", "snapshot", "trial_end", "random")
 EPOCH_S = 0.4  # about one mini epoch here
 DB_ERRORS = ("database is locked", "OperationalError", "DatabaseError", "disk I/O error",
@@ -293,10 +293,18 @@ class Runner:
         return self.kill_after(kill.u * EPOCH_S, f"{kill.more_epochs} epoch(s) in")
 
     def _startup(self, kill: Kill, **_) -> str:
-        return self.kill_after(0.2 + 2.8 * kill.u, "during start-up")
+        return self.at_time(0.2 + 2.8 * kill.u, 1, "during start-up")
 
     def _random(self, kill: Kill, **_) -> str:
-        return self.kill_after(10.0 * kill.u, "at a random moment")
+        return self.at_time(10.0 * kill.u, 2, "at a random moment")
+
+    def at_time(self, seconds: float, at_most: int, where: str) -> str:
+        """Kill ``seconds`` after the start, or once the run trained ``at_most`` epochs (so
+        that a fast machine does not finish the study before the planned kills)."""
+        trained = progress(self.results)[0]
+        self.wait(lambda: (time.monotonic() - self.began >= seconds
+                           or progress(self.results)[0] >= trained + at_most), poll=0.01)
+        return self.kill_after(0.0, where)
 
     def _trial_end(self, kill: Kill, **_) -> str:
         ended = progress(self.results)[1]
