@@ -17,9 +17,8 @@ from .config import StudyConfig
 from .backends import BACKENDS, STAGES
 from .dashboard import DEFAULT_PORT, TUNNELS
 from .errors import EXIT_DISK_FAULT, ConfigError, DiskFault
-from .layout import DEFAULT_FOLDER, Results, check_study_name, default_study_name, is_url
+from .layout import DEFAULT_FOLDER, Results, check_study_name, default_study_name
 from .presets import PRUNERS, SAMPLERS
-from .records import Failure
 from .setup_repo import command as setup_repo_command
 from .spaces import parse_edit
 from .trial_log import log_to_stdout
@@ -254,6 +253,8 @@ COMMANDS = {"run": cmd_run, "status": cmd_status, "report": cmd_report,
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .study import disk_line
+
     log_to_stdout()
     threading.excepthook = _thread_error
     args = None
@@ -269,8 +270,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except Exception as e:  # a full or gone disk that no study could record (see _disk_line)
-        line = _disk_line(e, getattr(args, "storage", None))
+    except Exception as e:  # a full or gone disk that no study could record (see study.disk_line)
+        line = disk_line(e, getattr(args, "storage", None))
         if line is None:
             raise
         running = getattr(args, "command", None) in ("run", "demo")
@@ -281,27 +282,7 @@ def main(argv: list[str] | None = None) -> int:
 def _thread_error(args: threading.ExceptHookArgs) -> None:
     """A thread (Optuna's heartbeat) that dies of a full disk prints nothing: the study's own
     line says it once."""
-    if _disk_line(args.exc_value, None) is None:
+    from .study import disk_line
+
+    if disk_line(args.exc_value, None) is None:
         threading.__excepthook__(args)
-
-
-def _disk_line(e: BaseException | None, storage: str | None) -> str | None:
-    """One line for a full or gone disk anywhere in ``e``'s chain, or None: an OSError before a
-    study could hold its folder (Drive still gone), or SQLite's "database or disk is full" from
-    the study database (Optuna cannot record the trial then: the next run resumes it)."""
-    from .runner import FULL, GONE, disk_advice
-    from .storage import local_base
-
-    while e is not None:
-        if isinstance(e, OSError) and e.errno in FULL + GONE:
-            reason = Failure.DISK_FULL if e.errno in FULL else Failure.DISK_GONE
-            return f"Stopped: {disk_advice(reason, e.filename or 'a disk', e.strerror)}."
-        if "database or disk is full" in str(e):
-            url = storage and is_url(storage)
-            place = storage if url else local_base(None, write=False)
-            return (f"Stopped: no space left for the study database in {place} (database or "
-                    "disk is full): free some space there, then run again; the trial that was "
-                    "running then resumes from its last checkpoint" + (
-                        "." if url else ", and the snapshot holds every finished trial."))
-        e = e.__cause__ or e.__context__
-    return None

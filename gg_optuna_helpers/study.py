@@ -19,13 +19,15 @@ from optuna.study import MaxTrialsCallback
 
 from .backends import get_backend
 from .config import StudyConfig
-from .errors import StudyNotFound, TrialFailed
+from .errors import DiskFault, StudyNotFound, TrialFailed
 from .objective import FINISHED_STATES, TAKEN_STATES, Objective, best_value
 from .presets import make_pruner, make_sampler
-from .records import StudyAttr, TrialAttr, get, put
+from .records import Failure, StudyAttr, TrialAttr, get, put
 from .recovery import check_compatible, recover_dead_trials, requeue_interrupted
-from .runner import WarmWorker
-from .storage import StudyStorage, live_only, open_storage, open_study, optuna_storage
+from .layout import is_url
+from .runner import FULL, GONE, WarmWorker, disk_advice
+from .storage import (StudyStorage, live_only, local_base, open_storage, open_study,
+                      optuna_storage)
 from .trial_dirs import check_study_dir, known_dirs, study_uid
 from .trial_log import log, log_to_stdout
 
@@ -33,7 +35,20 @@ HALF_CREATED_WAIT = 2.0  # seconds a study without stage or trials is given to b
 
 
 def run_study(config: StudyConfig) -> optuna.Study:
-    """Create or resume the study and run it until ``n_trials`` trials have finished."""
+    """Create or resume the study and run it until ``n_trials`` trials have finished.
+
+    A full or unreachable disk that no trial could record (Drive still gone, the live
+    database's disk full) is a :class:`~.errors.DiskFault`: one line, in a notebook too."""
+    try:
+        return _run_study(config)
+    except Exception as e:
+        line = disk_line(e, str(config.storage))
+        if line is None or isinstance(e, DiskFault):
+            raise
+        raise DiskFault(line) from None
+
+
+def _run_study(config: StudyConfig) -> optuna.Study:
     cfg = config.resolved()
     log_to_stdout()
     _check_prior(cfg)
@@ -168,6 +183,26 @@ def _log_done(study: optuna.Study, cfg: StudyConfig) -> None:
     value = best_value(study)
     log.info("Study %r: %d/%d trials finished; best value %s.", cfg.study_name, finished,
              cfg.n_trials, f"{value:.5g}" if math.isfinite(value) else "none yet")
+
+
+
+def disk_line(e: BaseException | None, storage: str | None) -> str | None:
+    """One line for a full or gone disk anywhere in ``e``'s chain, or None: an OSError before a
+    study could hold its folder (Drive still gone), or SQLite's "database or disk is full" from
+    the study database (Optuna cannot record the trial then: the next run resumes it)."""
+    while e is not None:
+        if isinstance(e, OSError) and e.errno in FULL + GONE:
+            reason = Failure.DISK_FULL if e.errno in FULL else Failure.DISK_GONE
+            return f"Stopped: {disk_advice(reason, e.filename or 'a disk', e.strerror)}."
+        if "database or disk is full" in str(e):
+            url = storage and is_url(storage)
+            place = storage if url else local_base(None, write=False)
+            return (f"Stopped: no space left for the study database in {place} (database or "
+                    "disk is full): free some space there, then run again; the trial that was "
+                    "running then resumes from its last checkpoint" + (
+                        "." if url else ", and the snapshot holds every finished trial."))
+        e = e.__cause__ or e.__context__
+    return None
 
 
 __all__ = ["run_study"]

@@ -28,8 +28,8 @@ import torch
 from optuna.trial import TrialState, create_trial
 
 from conftest import ROOT, cli
-from gg_optuna_helpers import StudyConfig, open_storage
-from gg_optuna_helpers.errors import EXIT_DISK_FAULT
+from gg_optuna_helpers import StudyConfig, open_storage, run_study
+from gg_optuna_helpers.errors import EXIT_DISK_FAULT, DiskFault
 from gg_optuna_helpers.notebook import show_status
 from gg_optuna_helpers.objective import tidy_trial
 from gg_optuna_helpers.sqlite_files import contents, read_only_url
@@ -346,6 +346,10 @@ def test_drive_vanishing_mid_run_stops_the_study_and_coming_back_resumes_it(
     assert [(t.state.name, t.user_attrs.get("failure")) for t in stored_trials(live)] == expected
 
     stopped(cli(*args), f"{drive} {gone}, then run again.")  # still gone: one line, nothing run
+    with pytest.raises(DiskFault) as notebook:  # a notebook's run cell: the same one line
+        run_study(StudyConfig(stage="meshhead", storage=str(drive), n_trials=2, max_epochs=8))
+    assert f"{drive} {gone}, then run again." in str(notebook.value)
+    assert "\n" not in str(notebook.value)
     disconnect.back(drive)  # Drive is back, as it was before it went
     assert list(finished(stored_trials(snapshot))) == [0]
     again = cli(*args)
